@@ -1,0 +1,62 @@
+"""trio_mcp_http: the Model Context Protocol over Streamable HTTP, on Trio and Hypercorn.
+
+Both protocol eras on one endpoint: the session-based 2025-03-26 / 2025-06-18 /
+2025-11-25 revisions and the stateless 2026-07-28 revision.
+"""
+
+from ._context import Context, InputRequest
+from ._errors import McpError, McpHttpError, ProtocolError, SessionNotFound, ToolError
+from ._event_store import EventStore, InMemoryEventStore
+from ._http import HostPolicy
+from ._serve import McpHttpServer, open_mcp_server, serve
+from ._server import McpServer
+from ._transport import McpHttpApp, TransportConfig
+from ._types import (
+    Annotations,
+    AudioContent,
+    BlobResourceContents,
+    CallToolResult,
+    EmbeddedResource,
+    ImageContent,
+    PromptMessage,
+    ResourceLink,
+    TextContent,
+    TextResourceContents,
+    ToolAnnotations,
+)
+from ._versions import LEGACY_VERSIONS, MODERN_VERSIONS, SUPPORTED_VERSIONS
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LEGACY_VERSIONS",
+    "MODERN_VERSIONS",
+    "SUPPORTED_VERSIONS",
+    "Annotations",
+    "AudioContent",
+    "BlobResourceContents",
+    "CallToolResult",
+    "Context",
+    "EmbeddedResource",
+    "EventStore",
+    "HostPolicy",
+    "ImageContent",
+    "InMemoryEventStore",
+    "InputRequest",
+    "McpError",
+    "McpHttpApp",
+    "McpHttpError",
+    "McpHttpServer",
+    "McpServer",
+    "PromptMessage",
+    "ProtocolError",
+    "ResourceLink",
+    "SessionNotFound",
+    "TextContent",
+    "TextResourceContents",
+    "ToolAnnotations",
+    "ToolError",
+    "TransportConfig",
+    "open_mcp_server",
+    "serve",
+]

@@ -1,0 +1,159 @@
+"""The ASGI edge: a response that is always completed exactly once, and body reading.
+
+Guarantee 1 (DESIGN.md): whatever way a handler leaves — return, exception,
+cancellation, client disconnect — :meth:`GuardedResponse.complete` finishes the
+response.  Nothing sent and the client gone: **499**.  Nothing sent and the server
+failed: **500** with a JSON-RPC error body.  Headers sent: a final empty body chunk.
+That last send is shielded from cancellation and bounded in time, so a sender is never
+cancelled inside its final ``send(more_body=False)`` (Hypercorn does its connection
+bookkeeping in that call).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import trio
+
+from . import _jsonrpc
+from ._errors import INTERNAL_ERROR, ProtocolError
+
+__all__ = ["ClientGone", "GuardedResponse", "read_body"]
+
+logger = logging.getLogger("trio_mcp_http")
+
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+#: nginx's "Client Closed Request": logged for requests whose client left first.
+CLIENT_CLOSED_REQUEST = 499
+
+JSON_HEADERS: list[tuple[bytes, bytes]] = [(b"content-type", b"application/json")]
+
+
+class ClientGone(Exception):  # noqa: N818 - it is a condition, not an error
+    """The client disconnected; raised by :func:`read_body` and caught by the app."""
+
+
+class _State(enum.Enum):
+    NOT_STARTED = 0
+    STREAMING = 1
+    COMPLETE = 2
+
+
+class GuardedResponse:
+    """Wraps the ASGI ``send`` of one HTTP request; see the module docstring."""
+
+    __slots__ = ("_send", "_state", "client_gone", "status")
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._state = _State.NOT_STARTED
+        self.client_gone = False
+        self.status: int | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._state is not _State.NOT_STARTED
+
+    @property
+    def completed(self) -> bool:
+        return self._state is _State.COMPLETE
+
+    async def _raw(self, message: Message) -> None:
+        if self.client_gone:
+            # Sends after a disconnect go nowhere; never raise into the caller.
+            try:
+                await self._send(message)
+            except Exception:  # noqa: BLE001
+                logger.debug("send after disconnect failed", exc_info=True)
+            return
+        await self._send(message)
+
+    async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        if self._state is not _State.NOT_STARTED:
+            raise RuntimeError("response already started")
+        self._state = _State.STREAMING
+        self.status = status
+        await self._raw({"type": "http.response.start", "status": status, "headers": headers})
+
+    async def chunk(self, data: bytes) -> None:
+        """One body chunk of a streaming response (``more_body=True``)."""
+        if self._state is not _State.STREAMING:
+            raise RuntimeError("response not streaming")
+        await self._raw({"type": "http.response.body", "body": data, "more_body": True})
+
+    async def respond(
+        self, status: int, headers: list[tuple[bytes, bytes]], body: bytes = b""
+    ) -> None:
+        """A whole response in one go."""
+        await self.start(status, [*headers, (b"content-length", b"%d" % len(body))])
+        self._state = _State.COMPLETE
+        await self._raw({"type": "http.response.body", "body": body, "more_body": False})
+
+    async def error(self, exc: ProtocolError, request_id: int | str | None = None) -> None:
+        body = _jsonrpc.encode_error(request_id, exc.code, exc.message, exc.data)
+        await self.respond(exc.status_hint, JSON_HEADERS + exc.headers, body)
+
+    async def complete(self, *, failed: bool, timeout: float) -> None:
+        """Finish the response if the handler did not; shielded and bounded."""
+        if self._state is _State.COMPLETE:
+            return
+        with trio.CancelScope(shield=True) as scope:
+            scope.deadline = trio.current_time() + timeout
+            try:
+                if self._state is _State.STREAMING:
+                    self._state = _State.COMPLETE
+                    await self._raw({"type": "http.response.body", "body": b"", "more_body": False})
+                elif self.client_gone:
+                    body = _jsonrpc.encode_error(None, INTERNAL_ERROR, "Client Closed Request")
+                    await self.respond(CLIENT_CLOSED_REQUEST, JSON_HEADERS, body)
+                else:
+                    message = "Internal error" if failed else "Request ended without a response"
+                    body = _jsonrpc.encode_error(None, INTERNAL_ERROR, message)
+                    await self.respond(500, JSON_HEADERS, body)
+            except Exception:  # noqa: BLE001 - the client is gone; nothing left to tell it
+                logger.debug("could not complete response", exc_info=True)
+        if scope.cancelled_caught:
+            logger.warning("final send of a response timed out after %.1fs", timeout)
+
+
+async def read_body(receive: Receive, limit: int, response: GuardedResponse) -> bytes:
+    """Read the request body, refusing it with 413 as soon as it exceeds ``limit``."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        kind = message["type"]
+        if kind == "http.disconnect":
+            response.client_gone = True
+            raise ClientGone
+        if kind != "http.request":
+            continue
+        body = message.get("body", b"")
+        if body:
+            size += len(body)
+            if size > limit:
+                raise ProtocolError(
+                    413, -32600, f"Payload Too Large: the body exceeds {limit} bytes"
+                )
+            chunks.append(body)
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def watch_disconnect(
+    receive: Receive, response: GuardedResponse, on_disconnect: trio.CancelScope
+) -> None:
+    """Wait for ``http.disconnect`` and cancel ``on_disconnect`` (guarantee 2)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            response.client_gone = True
+            on_disconnect.cancel()
+            return

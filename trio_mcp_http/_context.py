@@ -1,0 +1,213 @@
+"""The per-request context handed to handlers.
+
+A handler asks for it by annotating a parameter with :class:`Context`.  The same
+handler serves both protocol eras; what differs is the :class:`Outlet` the transport
+plugs in:
+
+* session era (2025-*): notifications go on the request's stream; ``elicit``,
+  ``sample`` and ``list_roots`` send a JSON-RPC request to the client and wait for the
+  POSTed response on the same session;
+* stateless era (2026-07-28): notifications go on the response stream; input from the
+  client is requested with an *input-required result*, and the handler runs again when
+  the client retries with the answers (so handlers should do side effects after
+  gathering input).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ._errors import INVALID_PARAMS, McpError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = ["LOG_LEVELS", "Context", "InputRequest", "Outlet"]
+
+#: RFC 5424 severities, lowest first.
+LOG_LEVELS: tuple[str, ...] = (
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+)
+_LEVEL_RANK = {name: rank for rank, name in enumerate(LOG_LEVELS)}
+
+
+def level_rank(level: str) -> int:
+    try:
+        return _LEVEL_RANK[level]
+    except KeyError:
+        raise McpError(INVALID_PARAMS, f"Unknown log level: {level!r}") from None
+
+
+class InputRequest(dict[str, Any]):
+    """A request for input from the client: ``{"method": ..., "params": ...}``."""
+
+    @classmethod
+    def elicitation(
+        cls, message: str, requested_schema: Mapping[str, Any], **extra: Any
+    ) -> InputRequest:
+        params = {"message": message, "requestedSchema": dict(requested_schema), **extra}
+        return cls(method="elicitation/create", params=params)
+
+    @classmethod
+    def sampling(
+        cls, messages: list[Any], max_tokens: int, **extra: Any
+    ) -> InputRequest:
+        return cls(
+            method="sampling/createMessage",
+            params={"messages": messages, "maxTokens": max_tokens, **extra},
+        )
+
+    @classmethod
+    def roots(cls) -> InputRequest:
+        return cls(method="roots/list", params={})
+
+    @property
+    def capability(self) -> str:
+        """The client capability this request needs."""
+        return {
+            "elicitation/create": "elicitation",
+            "sampling/createMessage": "sampling",
+            "roots/list": "roots",
+        }.get(self["method"], self["method"])
+
+
+class Outlet(Protocol):
+    """What the transport provides to a running request."""
+
+    async def notify(self, method: str, params: dict[str, Any] | None) -> None:
+        """Send a notification related to the request."""
+
+    async def ask(self, requests: dict[str, InputRequest]) -> dict[str, Any]:
+        """Obtain the client's answers to ``requests`` (keyed by the caller's names)."""
+
+    def close_stream(self, retry_ms: int | None) -> None:
+        """End the connection carrying the request's stream, keeping the stream."""
+
+
+class Context:
+    """Everything a handler may want to know or do about its request."""
+
+    __slots__ = (
+        "_log_threshold",
+        "_outlet",
+        "client_capabilities",
+        "client_info",
+        "meta",
+        "method",
+        "progress_token",
+        "protocol_version",
+        "request_id",
+        "server",
+        "session_id",
+    )
+
+    def __init__(
+        self,
+        *,
+        server: Any,
+        outlet: Outlet,
+        method: str,
+        request_id: int | str | None,
+        meta: dict[str, Any] | None,
+        protocol_version: str,
+        client_capabilities: dict[str, Any],
+        client_info: dict[str, Any] | None,
+        session_id: str | None,
+        log_level: str | None,
+    ) -> None:
+        self.server = server
+        self._outlet = outlet
+        self.method = method
+        self.request_id = request_id
+        self.meta = meta or {}
+        self.progress_token = self.meta.get("progressToken")
+        self.protocol_version = protocol_version
+        self.client_capabilities = client_capabilities
+        self.client_info = client_info
+        self.session_id = session_id
+        self._log_threshold = None if log_level is None else level_rank(log_level)
+
+    async def report_progress(
+        self, progress: float, total: float | None = None, message: str | None = None
+    ) -> None:
+        """Send ``notifications/progress``, if the client asked for progress."""
+        if self.progress_token is None:
+            return
+        params: dict[str, Any] = {"progressToken": self.progress_token, "progress": progress}
+        if total is not None:
+            params["total"] = total
+        if message is not None:
+            params["message"] = message
+        await self._outlet.notify("notifications/progress", params)
+
+    async def log(self, level: str, data: Any, logger: str | None = None) -> None:
+        """Send ``notifications/message`` if ``level`` passes the client's threshold."""
+        if self._log_threshold is None or level_rank(level) < self._log_threshold:
+            return
+        params: dict[str, Any] = {"level": level, "data": data}
+        if logger is not None:
+            params["logger"] = logger
+        await self._outlet.notify("notifications/message", params)
+
+    async def debug(self, data: Any, logger: str | None = None) -> None:
+        await self.log("debug", data, logger)
+
+    async def info(self, data: Any, logger: str | None = None) -> None:
+        await self.log("info", data, logger)
+
+    async def warning(self, data: Any, logger: str | None = None) -> None:
+        await self.log("warning", data, logger)
+
+    async def error(self, data: Any, logger: str | None = None) -> None:
+        await self.log("error", data, logger)
+
+    async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
+        """Send any notification related to this request."""
+        await self._outlet.notify(method, params)
+
+    async def ask(self, requests: Mapping[str, InputRequest]) -> dict[str, Any]:
+        """Ask the client for several inputs at once; returns answers by key."""
+        return await self._outlet.ask(dict(requests))
+
+    async def elicit(
+        self,
+        message: str,
+        requested_schema: Mapping[str, Any],
+        *,
+        key: str = "elicitation",
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """Ask the user for structured input (``elicitation/create``, form mode).
+
+        Returns the client's ``ElicitResult``: ``{"action": ..., "content": ...}``.
+        """
+        answers = await self.ask({key: InputRequest.elicitation(message, requested_schema, **extra)})
+        return dict(answers[key])
+
+    async def sample(
+        self, messages: list[Any], max_tokens: int, *, key: str = "sampling", **extra: Any
+    ) -> dict[str, Any]:
+        """Ask the client's model for a completion (``sampling/createMessage``)."""
+        answers = await self.ask({key: InputRequest.sampling(messages, max_tokens, **extra)})
+        return dict(answers[key])
+
+    async def list_roots(self, *, key: str = "roots") -> dict[str, Any]:
+        """Ask the client for its roots (``roots/list``)."""
+        answers = await self.ask({key: InputRequest.roots()})
+        return dict(answers[key])
+
+    def close_sse_stream(self, retry_ms: int | None = None) -> None:
+        """End the connection of this request's SSE stream now; the client resumes it.
+
+        This is SSE polling (SEP-1699): the server sends ``retry:`` and closes, the
+        request keeps running, and the client reconnects with ``Last-Event-ID`` to
+        collect the rest.  Has no effect where the request has no resumable stream.
+        """
+        self._outlet.close_stream(retry_ms)

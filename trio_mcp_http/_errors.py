@@ -1,0 +1,97 @@
+"""The library's exception hierarchy.
+
+One base class, :class:`McpHttpError`.  Errors that reach a client are translated into
+JSON-RPC error objects (and an HTTP status) at the transport edge; trio's own exceptions
+never leak to users.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "INTERNAL_ERROR",
+    "INVALID_PARAMS",
+    "INVALID_REQUEST",
+    "METHOD_NOT_FOUND",
+    "PARSE_ERROR",
+    "RESOURCE_NOT_FOUND",
+    "HEADER_MISMATCH",
+    "MISSING_CLIENT_CAPABILITY",
+    "UNSUPPORTED_PROTOCOL_VERSION",
+    "McpError",
+    "McpHttpError",
+    "ProtocolError",
+    "SessionNotFound",
+    "ToolError",
+]
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+# Legacy-era (2025-*) resource-not-found code; the 2026-07-28 revision uses -32602.
+RESOURCE_NOT_FOUND = -32002
+# 2026-07-28 transport errors (CHECKLIST §14).
+HEADER_MISMATCH = -32020
+MISSING_CLIENT_CAPABILITY = -32021
+UNSUPPORTED_PROTOCOL_VERSION = -32022
+
+
+class McpHttpError(Exception):
+    """Base class of every exception raised by trio_mcp_http."""
+
+
+class McpError(McpHttpError):
+    """A JSON-RPC error answer to one request.
+
+    Raise it from a handler to answer the request with ``code``/``message``/``data``.
+    """
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+    def to_error_object(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.data is not None:
+            error["data"] = self.data
+        return error
+
+
+class ProtocolError(McpError):
+    """A request rejected at the HTTP layer.
+
+    ``status_hint`` is the HTTP status the transport answers with; the body is a
+    JSON-RPC error object with no id (T-131).
+    """
+
+    def __init__(
+        self,
+        status_hint: int,
+        code: int,
+        message: str,
+        data: Any = None,
+        *,
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        super().__init__(code, message, data)
+        self.status_hint = status_hint
+        self.headers = headers or []
+
+
+class SessionNotFound(ProtocolError):
+    """The ``Mcp-Session-Id`` names no live session (never issued, expired or deleted)."""
+
+    def __init__(self) -> None:
+        super().__init__(404, -32001, "Session not found")
+
+
+class ToolError(McpHttpError):
+    """Raise from a tool to return a result with ``isError: true`` and this message.
+
+    Any other exception from a tool is reported the same way, but also logged.
+    """

@@ -1,0 +1,95 @@
+"""Event storage for resumable SSE streams (T-50 ... T-57).
+
+An :class:`EventStore` belongs to one session, so a ``Last-Event-ID`` can only ever
+replay that session's events.  Event ids name their stream: ``"<stream>/<seq>"``.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from typing import Protocol
+
+__all__ = ["EventStore", "InMemoryEventStore", "format_event_id", "parse_event_id"]
+
+
+def format_event_id(stream: int, seq: int) -> str:
+    return f"{stream}/{seq}"
+
+
+def parse_event_id(event_id: str) -> tuple[int, int] | None:
+    """Split an event id into (stream, seq); ``None`` if it is not one of ours."""
+    stream, sep, seq = event_id.partition("/")
+    if not sep or not stream.isdigit() or not seq.isdigit():
+        return None
+    return int(stream), int(seq)
+
+
+class EventStore(Protocol):
+    """Storage of framed SSE events of one session, for replay after a disconnect.
+
+    Methods are synchronous: they run on the publishing path, which never waits.
+    """
+
+    def append(self, stream: int, seq: int, frame: bytes) -> None:
+        """Remember the framed event ``seq`` of ``stream`` (seqs increase per stream)."""
+
+    def replay_after(self, stream: int, seq: int) -> list[bytes] | None:
+        """The frames of ``stream`` after ``seq``, oldest first.
+
+        ``None`` when the store can no longer replay from there (the stream is unknown
+        or events after ``seq`` were evicted), so the caller can refuse the resume
+        rather than deliver a stream with a hole in it.
+        """
+
+    def forget(self, stream: int) -> None:
+        """Drop everything stored for ``stream``."""
+
+    def stored_events(self) -> int:
+        """How many events are held (for statistics)."""
+
+
+class InMemoryEventStore:
+    """A bounded in-memory :class:`EventStore`.
+
+    Holds at most ``max_events_per_stream`` events of each stream (the oldest are
+    evicted first) and at most ``max_streams`` streams (the least recently written
+    stream is dropped first), so a session's store never holds more than
+    ``max_streams * max_events_per_stream`` events, however long its streams run.
+    """
+
+    def __init__(self, *, max_events_per_stream: int = 256, max_streams: int = 32) -> None:
+        if max_events_per_stream < 1 or max_streams < 1:
+            raise ValueError("event store bounds must be positive")
+        self.max_events_per_stream = max_events_per_stream
+        self.max_streams = max_streams
+        self._streams: OrderedDict[int, deque[tuple[int, bytes]]] = OrderedDict()
+        self._evicted: dict[int, int] = {}  # stream -> highest evicted seq
+
+    def append(self, stream: int, seq: int, frame: bytes) -> None:
+        events = self._streams.get(stream)
+        if events is None:
+            events = self._streams[stream] = deque()
+            while len(self._streams) > self.max_streams:
+                old, _ = self._streams.popitem(last=False)
+                self._evicted.pop(old, None)
+        else:
+            self._streams.move_to_end(stream)
+        if len(events) >= self.max_events_per_stream:
+            dropped_seq, _ = events.popleft()
+            self._evicted[stream] = dropped_seq
+        events.append((seq, frame))
+
+    def replay_after(self, stream: int, seq: int) -> list[bytes] | None:
+        events = self._streams.get(stream)
+        if events is None:
+            return None
+        if self._evicted.get(stream, -1) > seq:
+            return None
+        return [frame for s, frame in events if s > seq]
+
+    def forget(self, stream: int) -> None:
+        self._streams.pop(stream, None)
+        self._evicted.pop(stream, None)
+
+    def stored_events(self) -> int:
+        return sum(len(events) for events in self._streams.values())

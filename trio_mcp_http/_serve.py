@@ -1,0 +1,163 @@
+"""Serving: Hypercorn's trio worker, with the drain running before Hypercorn stops."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from typing import Any
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from ._http import HostPolicy
+from ._server import McpServer
+from ._transport import McpHttpApp, TransportConfig
+
+__all__ = ["McpHttpServer", "open_mcp_server", "serve"]
+
+logger = logging.getLogger("trio_mcp_http")
+
+
+class McpHttpServer:
+    """A running server, as yielded by :func:`open_mcp_server`."""
+
+    def __init__(self, app: McpHttpApp, binds: list[str], shutdown: trio.Event) -> None:
+        self.app = app
+        #: Hypercorn's bind URLs, e.g. ``["http://127.0.0.1:8000"]``.
+        self.binds = binds
+        self._shutdown = shutdown
+
+    @property
+    def url(self) -> str:
+        """The MCP endpoint URL of the first bind."""
+        return self.binds[0] + self.app.config.path
+
+    @property
+    def port(self) -> int:
+        return int(self.binds[0].rsplit(":", 1)[1])
+
+    def shutdown(self) -> None:
+        """Start the graceful shutdown (returns at once; the context manager waits)."""
+        self._shutdown.set()
+
+    async def wait_shutdown_requested(self) -> None:
+        await self._shutdown.wait()
+
+    def statistics(self) -> dict[str, int]:
+        return self.app.statistics()
+
+
+def _hypercorn_config(host: str, port: int, config: TransportConfig, **options: Any) -> HypercornConfig:
+    hc = HypercornConfig()
+    hc.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    # The drain has completed every response before Hypercorn is told to stop; what
+    # remains are idle keep-alive connections, closed at once.
+    hc.graceful_timeout = config.final_send_timeout
+    hc.accesslog = options.pop("accesslog", None)
+    for key, value in options.items():
+        setattr(hc, key, value)
+    return hc
+
+
+@asynccontextmanager
+async def open_mcp_server(
+    server: McpServer,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    config: TransportConfig | None = None,
+    allowed_hosts: tuple[str, ...] = (),
+    allowed_origins: tuple[str, ...] = (),
+    dns_rebinding_protection: bool | None = None,
+    **hypercorn_options: Any,
+) -> AsyncIterator[McpHttpServer]:
+    """Serve ``server`` on Hypercorn's trio worker for the duration of the block.
+
+    Leaving the block (or calling :meth:`McpHttpServer.shutdown`) drains the server:
+    see :meth:`McpHttpApp.drain`.  Port 0 picks a free port (see ``.port``).
+    """
+    config = config or TransportConfig()
+    config = replace(
+        config,
+        host_policy=HostPolicy.for_bind(
+            host,
+            enabled=dns_rebinding_protection,
+            allowed_hosts=allowed_hosts,
+            allowed_origins=allowed_origins,
+        )
+        if config.host_policy == HostPolicy()
+        else config.host_policy,
+    )
+    app = McpHttpApp(server, config)
+    hc = _hypercorn_config(host, port, config, **hypercorn_options)
+    shutdown = trio.Event()
+    hypercorn_done = trio.Event()
+
+    async def drained() -> None:
+        # Hypercorn's shutdown trigger: the drain runs *before* Hypercorn stops, since
+        # Hypercorn cancels connections first and sends lifespan.shutdown after.
+        await shutdown.wait()
+        await app.drain()
+
+    async def run_hypercorn(task_status: trio.TaskStatus[list[str]]) -> None:
+        try:
+            await hypercorn_serve(app, hc, shutdown_trigger=drained, task_status=task_status)  # type: ignore[arg-type]
+        finally:
+            hypercorn_done.set()
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(app.run)
+        binds: list[str] = await nursery.start(run_hypercorn)
+        handle = McpHttpServer(app, binds, shutdown)
+        try:
+            yield handle
+        finally:
+            # Leaving the block normally drains; cancellation stops at once.
+            shutdown.set()
+            await hypercorn_done.wait()
+            nursery.cancel_scope.cancel()
+
+
+async def serve(
+    server: McpServer,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    config: TransportConfig | None = None,
+    handle_signals: bool = True,
+    task_status: trio.TaskStatus[McpHttpServer] = trio.TASK_STATUS_IGNORED,
+    **options: Any,
+) -> None:
+    """Serve until SIGINT/SIGTERM (or ``handle.shutdown()``), then drain and return.
+
+    Runs inside the caller's nursery: ``await nursery.start(serve, server)`` gives the
+    :class:`McpHttpServer` handle.
+    """
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) if handle_signals else _no_signals() as signals:
+        async with open_mcp_server(server, host=host, port=port, config=config, **options) as handle:
+            task_status.started(handle)
+            async with trio.open_nursery() as nursery:
+                if signals is not None:
+                    nursery.start_soon(_shutdown_on_signal, signals, handle)
+                await handle.wait_shutdown_requested()
+                nursery.cancel_scope.cancel()
+            logger.info("shutting down: draining open requests and streams")
+
+
+async def _shutdown_on_signal(signals: Any, handle: McpHttpServer) -> None:
+    async for signum in signals:
+        logger.info("received %s", signal.Signals(signum).name)
+        handle.shutdown()
+        return
+
+
+class _no_signals:  # noqa: N801
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None

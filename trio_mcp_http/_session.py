@@ -1,0 +1,339 @@
+"""A session of the 2025-* protocol era: one nursery that owns its requests.
+
+Ownership (DESIGN.md)::
+
+    McpHttpApp.run()                 nursery owning every session
+    └── Session.run()                one task + nursery per session; the task itself is
+        │                            the idle-expiry watchdog (a CancelScope deadline)
+        └── handler task per in-flight request, in its own CancelScope
+
+Each SSE stream of the session is an :class:`~trio_mcp_http._stream.SseStream`; the ASGI
+call currently carrying it drains its bounded channel.  Disconnection ends the
+connection, never the request (T-34): the handler keeps running and its output stays
+replayable from the session's event store.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from . import _jsonrpc
+from ._context import Context, InputRequest
+from ._errors import INTERNAL_ERROR, INVALID_PARAMS, McpError
+from ._stream import JsonSlot, SseStream
+
+if TYPE_CHECKING:
+    from ._event_store import EventStore
+    from ._jsonrpc import Envelope
+    from ._transport import McpHttpApp
+
+__all__ = ["Session"]
+
+Outbox = SseStream | JsonSlot
+
+
+class _Running:
+    """One in-flight request: its scope, and why it was cancelled (if it was)."""
+
+    __slots__ = ("reason", "scope")
+
+    def __init__(self) -> None:
+        self.scope = trio.CancelScope()
+        self.reason: str | None = None
+
+    def cancel(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+        self.scope.cancel()
+
+
+class _Pending:
+    """A server-to-client request waiting for the client's POSTed response."""
+
+    __slots__ = ("done", "error", "result")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.result: Any = None
+        self.error: dict[str, Any] | None = None
+
+
+class Session:
+    """One legacy-era session (or, in stateless mode, one request's worth of one)."""
+
+    def __init__(
+        self,
+        app: McpHttpApp,
+        session_id: str | None,
+        *,
+        protocol_version: str,
+        client_capabilities: dict[str, Any],
+        client_info: dict[str, Any] | None,
+        nursery: trio.Nursery | None = None,
+    ) -> None:
+        self.app = app
+        self.id = session_id
+        self.protocol_version = protocol_version
+        self.client_capabilities = client_capabilities
+        self.client_info = client_info
+        self.log_level: str | None = None
+        self.subscriptions: set[str] = set()
+        self.terminated = False
+        self._nursery = nursery
+        self._scope = trio.CancelScope()
+        self._idle: trio.CancelScope | None = None
+        self._store: EventStore | None = None
+        self._streams: dict[int, SseStream] = {}
+        self._next_stream = 1
+        self._in_flight: dict[int | str, _Running] = {}
+        self._pending: dict[int, _Pending] = {}
+        self._next_request_id = 0
+        self._busy = 0
+
+    # -- lifetime ---------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Own the session's tasks until it is terminated or expires."""
+        try:
+            with self._scope:
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    task_status.started()
+                    with trio.CancelScope() as idle:
+                        self._idle = idle
+                        self._touch()
+                        await trio.sleep_forever()
+                    # The idle deadline passed: the session expires.
+                    self.terminate()
+        finally:
+            self.terminate()
+
+    def terminate(self) -> None:
+        """End the session (DELETE, expiry, shutdown): its id answers 404 from now on."""
+        if self.terminated:
+            return
+        self.terminated = True
+        self.app._forget(self)  # noqa: SLF001
+        for running in self._in_flight.values():
+            running.cancel("session terminated")
+        for stream in self._streams.values():
+            stream.finish()
+        for pending in self._pending.values():
+            pending.error = {"code": INTERNAL_ERROR, "message": "Session terminated"}
+            pending.done.set()
+        self._scope.cancel()
+
+    def _busy_change(self, delta: int) -> None:
+        self._busy += delta
+        self._touch()
+
+    def _touch(self) -> None:
+        """Restart the idle clock; a session with work or a connection never expires."""
+        idle = self._idle
+        timeout = self.app.config.session_idle_timeout
+        if idle is None or timeout is None:
+            return
+        idle.deadline = math.inf if self._busy > 0 else trio.current_time() + timeout
+
+    def touch(self) -> None:
+        self._touch()
+
+    # -- streams ----------------------------------------------------------------------
+
+    @property
+    def store(self) -> EventStore | None:
+        if self._store is None and self.id is not None:
+            factory = self.app.config.event_store_factory
+            if factory is not None:
+                self._store = factory()
+        return self._store
+
+    def new_stream(self, outstanding: int) -> SseStream:
+        number = self._next_stream
+        self._next_stream += 1
+        stream = SseStream(
+            number,
+            store=self.store,
+            buffer_size=self.app.config.stream_buffer_size,
+            on_change=self._busy_change,
+        )
+        stream.outstanding = outstanding
+        if stream.resumable:
+            self._streams[number] = stream
+        return stream
+
+    def standalone(self) -> SseStream:
+        """The stream of messages unrelated to any request (carried by GET)."""
+        stream = self._streams.get(0)
+        if stream is None:
+            stream = SseStream(
+                0,
+                store=self.store,
+                buffer_size=self.app.config.stream_buffer_size,
+                standalone=True,
+                on_change=self._busy_change,
+            )
+            self._streams[0] = stream
+        return stream
+
+    def find_stream(self, number: int) -> SseStream | None:
+        return self._streams.get(number)
+
+    def send_unrelated(self, message: bytes) -> bool:
+        """Publish on the standalone stream; ``False`` if no GET stream ever opened."""
+        stream = self._streams.get(0)
+        if stream is None:
+            return False
+        stream.publish(message)
+        return True
+
+    def close_connections(self, retry_ms: int) -> None:
+        """Shutdown step 3: end every open connection cleanly, with a retry hint."""
+        for stream in self._streams.values():
+            stream.detach_connection(retry_ms)
+
+    # -- requests ---------------------------------------------------------------------
+
+    def start(self, request: Envelope, outbox: Outbox) -> None:
+        """Run ``request`` in the session's nursery, answering on ``outbox``."""
+        assert self._nursery is not None
+        running = _Running()
+        self._in_flight[request.request_id] = running
+        self._busy_change(+1)
+        self.app._handler_started()  # noqa: SLF001
+        self._nursery.start_soon(self._run, request, outbox, running)
+
+    async def _run(self, request: Envelope, outbox: Outbox, running: _Running) -> None:
+        message: bytes | None = None
+        try:
+            with running.scope:
+                ctx = self._context(request, outbox)
+                message = await self.app.answer(request, ctx)
+        finally:
+            if self._in_flight.get(request.request_id) is running:
+                del self._in_flight[request.request_id]
+            self._busy_change(-1)
+            self.app._handler_finished()  # noqa: SLF001
+            if message is None:
+                message = self._cancelled_answer(request, running, outbox)
+            outbox.publish_final(message)
+
+    def _cancelled_answer(self, request: Envelope, running: _Running, outbox: Outbox) -> bytes | None:
+        if running.reason == "client" and isinstance(outbox, SseStream):
+            return None  # T-110: no response to a request the client cancelled
+        reason = {
+            "client": "Request cancelled",
+            "shutdown": "Server shutting down: request cancelled",
+        }.get(running.reason or "", "Request cancelled: session terminated")
+        return _jsonrpc.encode_error(request.request_id, INTERNAL_ERROR, reason)
+
+    def cancel_request(self, request_id: Any, reason: str) -> None:
+        running = self._in_flight.get(request_id) if isinstance(request_id, (int, str)) else None
+        if running is not None:
+            running.cancel(reason)
+
+    def cancel_all(self, reason: str) -> None:
+        for running in list(self._in_flight.values()):
+            running.cancel(reason)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    def _context(self, request: Envelope, outbox: Outbox) -> Context:
+        params = request.params or {}
+        return Context(
+            server=self.app.server,
+            outlet=_SessionOutlet(self, outbox),
+            method=request.method or "",
+            request_id=request.request_id,
+            meta=params.get("_meta"),
+            protocol_version=self.protocol_version,
+            client_capabilities=self.client_capabilities,
+            client_info=self.client_info,
+            session_id=self.id,
+            # Session era: with no logging/setLevel, every level is sent.
+            log_level=self.log_level or "debug",
+        )
+
+    # -- server-to-client requests ----------------------------------------------------
+
+    async def request(self, method: str, params: dict[str, Any] | None, via: Outbox) -> Any:
+        """Send a request to the client and wait for the response it POSTs back."""
+        if self.id is None:
+            raise McpError(
+                INVALID_PARAMS,
+                f"{method} needs a session: it is not available in stateless mode",
+            )
+        self._next_request_id += 1
+        request_id = self._next_request_id
+        pending = _Pending()
+        self._pending[request_id] = pending
+        message = _jsonrpc.encode_request(request_id, method, params)
+        try:
+            if isinstance(via, SseStream) and not via.finished:
+                via.publish(message)
+            elif not self.send_unrelated(message):
+                raise McpError(
+                    INTERNAL_ERROR,
+                    f"cannot send {method}: the client has no open stream to receive it",
+                )
+            await pending.done.wait()
+        finally:
+            del self._pending[request_id]
+        if pending.error is not None:
+            error = pending.error
+            raise McpError(int(error.get("code", INTERNAL_ERROR)), str(error.get("message", "")), error.get("data"))
+        return pending.result
+
+    def deliver_response(self, response: Envelope) -> None:
+        """A POSTed JSON-RPC response to one of our requests (unknown ids are ignored)."""
+        pending = self._pending.get(response.id) if isinstance(response.id, int) else None
+        if pending is None or pending.done.is_set():
+            return
+        if response.error is not None:
+            pending.error = response.error.model_dump()
+        else:
+            pending.result = response.result
+        pending.done.set()
+
+
+class _SessionOutlet:
+    """The :class:`~trio_mcp_http._context.Outlet` of a request in a session."""
+
+    __slots__ = ("_outbox", "_session")
+
+    def __init__(self, session: Session, outbox: Outbox) -> None:
+        self._session = session
+        self._outbox = outbox
+
+    async def notify(self, method: str, params: dict[str, Any] | None) -> None:
+        message = _jsonrpc.encode_notification(method, params)
+        outbox = self._outbox
+        if isinstance(outbox, SseStream) and not outbox.finished:
+            outbox.publish(message)
+        else:
+            # JSON-response mode: related notifications have no response stream to
+            # ride on, so they go to the GET stream, if the client keeps one.
+            self._session.send_unrelated(message)
+        await trio.lowlevel.checkpoint()
+
+    async def ask(self, requests: dict[str, InputRequest]) -> dict[str, Any]:
+        session = self._session
+        answers: dict[str, Any] = {}
+        for key, request in requests.items():
+            capability = request.capability
+            if capability not in session.client_capabilities:
+                raise McpError(
+                    INVALID_PARAMS,
+                    f"the client did not declare the {capability!r} capability",
+                )
+            answers[key] = await session.request(request["method"], request.get("params"), self._outbox)
+        return answers
+
+    def close_stream(self, retry_ms: int | None) -> None:
+        if isinstance(self._outbox, SseStream) and self._outbox.resumable:
+            self._outbox.detach_connection(retry_ms or self._session.app.config.retry_ms)

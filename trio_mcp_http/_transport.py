@@ -1,0 +1,643 @@
+"""The ASGI application: MCP Streamable HTTP on one endpoint, both protocol eras."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from . import _jsonrpc, _sse
+from ._asgi import JSON_HEADERS, ClientGone, GuardedResponse, Message, Receive, Send, read_body, watch_disconnect
+from ._context import Context, level_rank
+from ._errors import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    McpError,
+    ProtocolError,
+    SessionNotFound,
+)
+from ._event_store import EventStore, InMemoryEventStore, parse_event_id
+from ._http import HostPolicy, RequestHeaders, accepts, is_json_content_type, new_session_id
+from ._jsonrpc import Envelope, Kind
+from ._server import McpServer
+from ._session import Session
+from ._stream import Attachment, JsonSlot, SseStream
+from ._versions import DEFAULT_LEGACY_VERSION, LEGACY_VERSIONS, MODERN_VERSIONS, at_least, negotiate_legacy
+
+__all__ = ["McpHttpApp", "TransportConfig"]
+
+logger = logging.getLogger("trio_mcp_http")
+
+SSE_HEADERS: list[tuple[bytes, bytes]] = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache"),
+    # T-79: stop reverse proxies from buffering the stream.
+    (b"x-accel-buffering", b"no"),
+]
+_MODERN_VERSION_KEY = "io.modelcontextprotocol/protocolVersion"
+
+
+@dataclass
+class TransportConfig:
+    """Settings of :class:`McpHttpApp`; every limit has a default and can be changed."""
+
+    #: The MCP endpoint path.
+    path: str = "/mcp"
+    #: Answer requests with one JSON body instead of an SSE stream (session era).
+    json_response: bool = False
+    #: Session era without sessions: no ``Mcp-Session-Id``, no GET stream.
+    stateless: bool = False
+    #: Largest accepted request body; larger ones get 413 while they are read.
+    max_body_size: int = 4 * 1024 * 1024
+    #: A session with no request in flight and no open stream expires after this
+    #: many seconds (``None``: never).  Keep-alive comments do not count as activity.
+    session_idle_timeout: float | None = 30 * 60.0
+    #: Cap on live sessions; ``initialize`` beyond it gets 503.
+    max_sessions: int = 10_000
+    #: Events buffered for one connection before it counts as too slow (see
+    #: ``_stream.py``: the connection is ended, the client resumes from the store).
+    stream_buffer_size: int = 256
+    #: Seconds between ``:`` keep-alive comments on an idle stream (``None``: off).
+    keepalive_interval: float | None = 15.0
+    #: Creates each session's event store; ``None`` disables resumability.
+    event_store_factory: Callable[[], EventStore] | None = InMemoryEventStore
+    #: The ``retry:`` hint (ms) sent before the server closes a resumable stream.
+    retry_ms: int = 1000
+    #: DNS-rebinding protection; see :class:`HostPolicy`.
+    host_policy: HostPolicy = field(default_factory=HostPolicy)
+    #: Shutdown: how long in-flight requests may run before they are cancelled.
+    grace_period: float = 10.0
+    #: Bound on each response's final send, and on waiting for responses to finish.
+    final_send_timeout: float = 1.0
+    #: ``Retry-After`` (seconds) on 503 answers while shutting down or full.
+    retry_after: int = 5
+
+
+class McpHttpApp:
+    """An ASGI application serving an :class:`McpServer` over Streamable HTTP.
+
+    It must be *running* to serve requests: either inside your nursery with
+    ``await nursery.start(app.run)`` (what :func:`~trio_mcp_http.serve` does), or
+    started by the ASGI lifespan protocol, as under ``hypercorn -k trio module:app``.
+    """
+
+    def __init__(self, server: McpServer, config: TransportConfig | None = None) -> None:
+        self.server = server
+        self.config = config or TransportConfig()
+        self._nursery: trio.Nursery | None = None
+        self._sessions: dict[str, Session] = {}
+        self._admitting = True
+        self._handlers = 0
+        self._handlers_idle = trio.Event()
+        self._handlers_idle.set()
+        self._calls = 0
+        self._calls_idle = trio.Event()
+        self._calls_idle.set()
+        self._modern: Any = None
+
+    # -- lifetime ---------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Own every session until cancelled.  Use with ``nursery.start``."""
+        if self._nursery is not None:
+            raise RuntimeError("McpHttpApp.run() is already running")
+        self.server.add_listener(self._broadcast)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self._admitting = True
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            self._nursery = None
+            self.server.remove_listener(self._broadcast)
+            for session in list(self._sessions.values()):
+                session.terminate()
+
+    @property
+    def running(self) -> bool:
+        return self._nursery is not None
+
+    async def drain(self, grace_period: float | None = None) -> None:
+        """Shut down gracefully (DESIGN.md, guarantee 3); returns when all is quiet.
+
+        1. stop admitting: new sessions and requests get 503 + ``Retry-After``;
+        2. let in-flight requests finish within the grace period;
+        3. cancel what is still running (each gets a JSON-RPC error on its stream);
+        4. close every stream's connection, so each response ends cleanly;
+        5. wait (bounded) until every HTTP response is complete.
+        """
+        grace = self.config.grace_period if grace_period is None else grace_period
+        self._admitting = False
+        with trio.move_on_after(grace):
+            await self._handlers_idle.wait()
+        for session in list(self._sessions.values()):
+            session.cancel_all("shutdown")
+        if self._modern is not None:
+            self._modern.cancel_all()
+        with trio.move_on_after(self.config.final_send_timeout):
+            await self._handlers_idle.wait()
+        for session in list(self._sessions.values()):
+            session.close_connections(self.config.retry_ms)
+        if self._modern is not None:
+            self._modern.close_listeners()
+        with trio.move_on_after(self.config.final_send_timeout):
+            await self._calls_idle.wait()
+
+    def statistics(self) -> dict[str, int]:
+        """A snapshot of what is live: for monitoring and for leak tests."""
+        sessions = list(self._sessions.values())
+        return {
+            "sessions": len(sessions),
+            "requests_in_flight": self._handlers,
+            "http_calls_in_flight": self._calls,
+            "open_streams": sum(s._busy for s in sessions) - sum(s.in_flight for s in sessions),  # noqa: SLF001
+            "stored_events": sum(
+                s._store.stored_events() for s in sessions if s._store is not None  # noqa: SLF001
+            ),
+        }
+
+    def _forget(self, session: Session) -> None:
+        if session.id is not None and self._sessions.get(session.id) is session:
+            del self._sessions[session.id]
+
+    def _handler_started(self) -> None:
+        if self._handlers == 0:
+            self._handlers_idle = trio.Event()
+        self._handlers += 1
+
+    def _handler_finished(self) -> None:
+        self._handlers -= 1
+        if self._handlers == 0:
+            self._handlers_idle.set()
+
+    def _broadcast(self, method: str, params: dict[str, Any] | None) -> None:
+        """A server-wide notification: to each session's GET stream, exactly once."""
+        message = _jsonrpc.encode_notification(method, params)
+        uri = params.get("uri") if params else None
+        level = params.get("level") if method == "notifications/message" and params else None
+        for session in self._sessions.values():
+            if uri is not None and method == "notifications/resources/updated":
+                if uri not in session.subscriptions:
+                    continue
+            if level is not None:
+                if level_rank(level) < level_rank(session.log_level or "debug"):
+                    continue
+            session.send_unrelated(message)
+        if self._modern is not None:
+            self._modern.broadcast(method, params)
+
+    # -- ASGI -------------------------------------------------------------------------
+
+    async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        # websocket and others: not ours; returning without accepting closes them.
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        message = await receive()
+        if message["type"] != "lifespan.startup":
+            return
+        if self.running:
+            # Already run by serve(): the lifespan has nothing to do.
+            await send({"type": "lifespan.startup.complete"})
+            while (await receive())["type"] != "lifespan.shutdown":
+                pass
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.run)
+            await send({"type": "lifespan.startup.complete"})
+            while (await receive())["type"] != "lifespan.shutdown":
+                pass
+            # Hypercorn only sends this after it has stopped the connections; what is
+            # left to drain are the sessions' tasks.
+            await self.drain(grace_period=0)
+            nursery.cancel_scope.cancel()
+        await send({"type": "lifespan.shutdown.complete"})
+
+    async def _http(self, scope: Message, receive: Receive, send: Send) -> None:
+        response = GuardedResponse(send)
+        if self._calls == 0:
+            self._calls_idle = trio.Event()
+        self._calls += 1
+        failed = False
+        try:
+            await self._route(scope, receive, response)
+        except ClientGone:
+            pass
+        except ProtocolError as exc:
+            if not response.started:
+                await response.error(exc)
+        except Exception:
+            failed = True
+            logger.exception("unexpected error serving %s %s", scope.get("method"), scope.get("path"))
+        finally:
+            await response.complete(failed=failed, timeout=self.config.final_send_timeout)
+            self._calls -= 1
+            if self._calls == 0:
+                self._calls_idle.set()
+
+    async def _route(self, scope: Message, receive: Receive, response: GuardedResponse) -> None:
+        if scope.get("path") != self.config.path:
+            raise ProtocolError(404, INVALID_REQUEST, f"Not Found: the MCP endpoint is {self.config.path}")
+        headers = RequestHeaders(scope.get("headers", ()))
+        self.config.host_policy.check(headers.get("host"), headers.get("origin"))
+        if not self.running:
+            raise ProtocolError(503, INTERNAL_ERROR, "Service Unavailable: server is not running")
+        method = scope.get("method")
+        if method == "POST":
+            await self._post(headers, receive, response)
+        elif method == "GET":
+            await self._get(headers, receive, response)
+        elif method == "DELETE":
+            await self._delete(headers, response)
+        else:
+            raise ProtocolError(
+                405,
+                INVALID_REQUEST,
+                "Method Not Allowed",
+                headers=[(b"allow", b"GET, POST, DELETE")],
+            )
+
+    def _unavailable(self) -> ProtocolError:
+        return ProtocolError(
+            503,
+            INTERNAL_ERROR,
+            "Service Unavailable: server is shutting down",
+            headers=[(b"retry-after", str(self.config.retry_after).encode())],
+        )
+
+    # -- POST -------------------------------------------------------------------------
+
+    async def _post(self, headers: RequestHeaders, receive: Receive, response: GuardedResponse) -> None:
+        if not is_json_content_type(headers.get("content-type")):
+            raise ProtocolError(415, INVALID_REQUEST, "Unsupported Media Type: Content-Type must be application/json")
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.config.max_body_size:
+            raise ProtocolError(413, INVALID_REQUEST, f"Payload Too Large: the body exceeds {self.config.max_body_size} bytes")
+        body = await read_body(receive, self.config.max_body_size, response)
+        parsed = _jsonrpc.parse_body(body)
+        version_header = headers.get("mcp-protocol-version")
+        if isinstance(parsed, Envelope) and self._is_modern(parsed, version_header):
+            from ._modern import ModernEra
+
+            if self._modern is None:
+                self._modern = ModernEra(self)
+            await self._modern.handle(parsed, headers, receive, response)
+            return
+        await self._post_legacy(parsed, headers, version_header, receive, response)
+
+    @staticmethod
+    def _is_modern(message: Envelope, version_header: str | None) -> bool:
+        if version_header in MODERN_VERSIONS:
+            return True
+        meta = (message.params or {}).get("_meta")
+        return isinstance(meta, dict) and _MODERN_VERSION_KEY in meta
+
+    def _check_accept(self, headers: RequestHeaders) -> None:
+        accept = headers.get("accept")
+        ok = accepts(accept, "application/json") and (
+            self.config.json_response or accepts(accept, "text/event-stream")
+        )
+        if not ok:
+            raise ProtocolError(
+                406,
+                INVALID_REQUEST,
+                "Not Acceptable: Client must accept both application/json and text/event-stream",
+            )
+
+    async def _post_legacy(
+        self,
+        parsed: Envelope | list[Envelope],
+        headers: RequestHeaders,
+        version_header: str | None,
+        receive: Receive,
+        response: GuardedResponse,
+    ) -> None:
+        self._check_accept(headers)
+        messages = parsed if isinstance(parsed, list) else [parsed]
+        initialize = [m for m in messages if m.kind is Kind.REQUEST and m.method == "initialize"]
+        if version_header is not None and version_header not in LEGACY_VERSIONS and not initialize:
+            raise ProtocolError(400, INVALID_REQUEST, f"Bad Request: unsupported MCP-Protocol-Version: {version_header}")
+        if initialize:
+            if len(messages) > 1:
+                raise ProtocolError(400, INVALID_REQUEST, "Invalid Request: initialize must not be part of a batch")
+            await self._initialize(initialize[0], headers, receive, response)
+            return
+        if self.config.stateless:
+            async with trio.open_nursery() as nursery:
+                session = Session(
+                    self,
+                    None,
+                    protocol_version=version_header or DEFAULT_LEGACY_VERSION,
+                    client_capabilities={},
+                    client_info=None,
+                    nursery=nursery,
+                )
+                await self._deliver(session, messages, receive, response)
+            return
+        session = self._session_for(headers)
+        if isinstance(parsed, list) and session.protocol_version != "2025-03-26":
+            # T-23: batching exists only in 2025-03-26.
+            raise ProtocolError(400, INVALID_REQUEST, "Invalid Request: batches are not supported in this protocol version")
+        session.touch()
+        await self._deliver(session, messages, receive, response)
+
+    def _session_for(self, headers: RequestHeaders) -> Session:
+        session_id = headers.get("mcp-session-id")
+        if session_id is None:
+            raise ProtocolError(400, INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required")
+        session = self._sessions.get(session_id)
+        if session is None:
+            raise SessionNotFound
+        return session
+
+    async def _deliver(
+        self,
+        session: Session,
+        messages: list[Envelope],
+        receive: Receive,
+        response: GuardedResponse,
+        extra_headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        requests = []
+        for message in messages:
+            if message.kind is Kind.REQUEST:
+                requests.append(message)
+            elif message.kind is Kind.RESPONSE:
+                session.deliver_response(message)
+            else:
+                await self._notification(session, message)
+        if not requests:
+            await response.respond(202, [])
+            return
+        if not self._admitting:
+            raise self._unavailable()
+        if self.config.json_response:
+            await self._answer_json(session, requests, receive, response, extra_headers)
+        else:
+            await self._answer_sse(session, requests, receive, response, extra_headers)
+
+    async def _notification(self, session: Session, message: Envelope) -> None:
+        params = message.params or {}
+        if message.method == "notifications/cancelled":
+            request_id = params.get("requestId")
+            if request_id is not None:
+                session.cancel_request(request_id, "client")
+        # notifications/initialized, roots/list_changed and unknown ones: nothing to do.
+
+    async def _answer_json(
+        self,
+        session: Session,
+        requests: list[Envelope],
+        receive: Receive,
+        response: GuardedResponse,
+        extra_headers: list[tuple[bytes, bytes]] | None,
+    ) -> None:
+        slot = JsonSlot(len(requests))
+        for request in requests:
+            session.start(request, slot)
+        if not slot.done:
+            # Wait for the answer or for the client to leave, whichever is first; the
+            # handler wakes us by cancelling ``waiter`` (no watcher task needed).
+            with trio.CancelScope() as waiter:
+                slot.waiter = waiter
+                while True:
+                    if (await receive())["type"] == "http.disconnect":
+                        response.client_gone = True
+                        return
+        headers = JSON_HEADERS + (extra_headers or [])
+        if len(requests) == 1 and len(slot.messages) == 1:
+            await response.respond(200, headers, slot.messages[0])
+        else:
+            await response.respond(200, headers, _jsonrpc.encode_batch(slot.messages))
+
+    async def _answer_sse(
+        self,
+        session: Session,
+        requests: list[Envelope],
+        receive: Receive,
+        response: GuardedResponse,
+        extra_headers: list[tuple[bytes, bytes]] | None,
+    ) -> None:
+        stream = session.new_stream(len(requests))
+        attachment = stream.attach()
+        if stream.resumable and at_least(session.protocol_version, "2025-11-25"):
+            # T-53; only for clients that expect it: older ones choke on empty data.
+            stream.prime()
+        for request in requests:
+            session.start(request, stream)
+        await self._stream_out(attachment, receive, response, extra_headers)
+
+    async def _stream_out(
+        self,
+        attachment: Attachment,
+        receive: Receive,
+        response: GuardedResponse,
+        extra_headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        """Carry one stream on this response until its channel closes or the client leaves."""
+        stream = attachment.stream
+        try:
+            await response.start(200, SSE_HEADERS + (extra_headers or []))
+            for frame in attachment.prelude:
+                await response.chunk(frame)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(watch_disconnect, receive, response, nursery.cancel_scope)
+                await self._pump(attachment.receive, response)
+                if not stream.finished and stream.resumable:
+                    # The connection ends but the stream does not: tell the client
+                    # when to come back for the rest (T-55).
+                    await response.chunk(_sse.retry(stream.retry_ms or self.config.retry_ms))
+                nursery.cancel_scope.cancel()
+        finally:
+            stream.release(attachment)
+
+    async def _pump(self, channel: trio.MemoryReceiveChannel[bytes], response: GuardedResponse) -> None:
+        interval = self.config.keepalive_interval
+        timeout = math.inf if interval is None else interval
+        while True:
+            frame = None
+            with trio.move_on_after(timeout):
+                try:
+                    frame = await channel.receive()
+                except trio.EndOfChannel:
+                    return
+            if frame is None:
+                await response.chunk(_sse.comment())
+                continue
+            # Write everything already queued in one chunk: fewer sends under load.
+            frames = [frame]
+            while True:
+                try:
+                    frames.append(channel.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+            await response.chunk(frames[0] if len(frames) == 1 else b"".join(frames))
+
+    async def answer(self, request: Envelope, ctx: Context) -> bytes:
+        """Run one request's handler; returns the encoded response."""
+        request_id = request.request_id
+        params = request.params or {}
+        method = request.method or ""
+        try:
+            if method == "initialize":
+                result = self._initialize_result(params)
+            elif method == "logging/setLevel":
+                level = params.get("level")
+                if not isinstance(level, str):
+                    raise McpError(INVALID_PARAMS, '"level" must be a string')
+                level_rank(level)
+                session = self._sessions.get(ctx.session_id or "")
+                if session is not None:
+                    session.log_level = level
+                result = {}
+            elif method in ("resources/subscribe", "resources/unsubscribe"):
+                result = await self._subscribe(ctx, params, method == "resources/subscribe")
+            else:
+                result = await self.server.dispatch(method, params, ctx)
+        except McpError as exc:
+            return _jsonrpc.encode_error(request_id, exc.code, exc.message, exc.data)
+        except Exception:
+            logger.exception("handler for %s failed", method)
+            return _jsonrpc.encode_error(request_id, INTERNAL_ERROR, "Internal error")
+        return _jsonrpc.encode_result(request_id, result)
+
+    async def _subscribe(self, ctx: Context, params: dict[str, Any], subscribe: bool) -> dict[str, Any]:
+        if "resources" not in self.server.capabilities():
+            raise McpError(METHOD_NOT_FOUND, "Method not found: server has no resources")
+        uri = params.get("uri")
+        if not isinstance(uri, str):
+            raise McpError(INVALID_PARAMS, '"uri" must be a string')
+        session = self._sessions.get(ctx.session_id or "")
+        if session is not None:
+            if subscribe:
+                session.subscriptions.add(uri)
+            else:
+                session.subscriptions.discard(uri)
+        await self.server.subscribe(uri, subscribe)
+        return {}
+
+    # -- initialize -------------------------------------------------------------------
+
+    def _initialize_result(self, params: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = {
+            "protocolVersion": negotiate_legacy(params.get("protocolVersion")),
+            "capabilities": self.server.capabilities(),
+            "serverInfo": self.server.server_info,
+        }
+        if self.server.instructions is not None:
+            result["instructions"] = self.server.instructions
+        return result
+
+    async def _initialize(
+        self, request: Envelope, headers: RequestHeaders, receive: Receive, response: GuardedResponse
+    ) -> None:
+        if not self._admitting:
+            raise self._unavailable()
+        params = request.params or {}
+        capabilities = params.get("capabilities", {})
+        client_info = params.get("clientInfo")
+        if not isinstance(params.get("protocolVersion"), str) or not isinstance(capabilities, dict):
+            # Rejected before a session exists, so none is left behind.
+            raise ProtocolError(
+                400,
+                INVALID_PARAMS,
+                "Invalid params: initialize needs protocolVersion (string) and capabilities (object)",
+            )
+        version = negotiate_legacy(params["protocolVersion"])
+        if self.config.stateless:
+            async with trio.open_nursery() as nursery:
+                session = Session(
+                    self, None, protocol_version=version, client_capabilities=capabilities,
+                    client_info=client_info, nursery=nursery,
+                )
+                await self._deliver(session, [request], receive, response)
+            return
+        if len(self._sessions) >= self.config.max_sessions:
+            raise ProtocolError(
+                503,
+                INTERNAL_ERROR,
+                "Service Unavailable: too many sessions",
+                headers=[(b"retry-after", str(self.config.retry_after).encode())],
+            )
+        assert self._nursery is not None
+        session_id = new_session_id()
+        session = Session(
+            self,
+            session_id,
+            protocol_version=version,
+            client_capabilities=capabilities,
+            client_info=client_info if isinstance(client_info, dict) else None,
+        )
+        self._sessions[session_id] = session
+        await self._nursery.start(session.run)
+        await self._deliver(session, [request], receive, response, [(b"mcp-session-id", session_id.encode())])
+
+    # -- GET and DELETE ---------------------------------------------------------------
+
+    async def _get(self, headers: RequestHeaders, receive: Receive, response: GuardedResponse) -> None:
+        if self.config.stateless:
+            raise ProtocolError(405, INVALID_REQUEST, "Method Not Allowed: no GET stream in stateless mode", headers=[(b"allow", b"POST")])
+        if not accepts(headers.get("accept"), "text/event-stream"):
+            raise ProtocolError(406, INVALID_REQUEST, "Not Acceptable: Client must accept text/event-stream")
+        session = self._session_for(headers)
+        self._check_version(headers)
+        if not self._admitting:
+            raise self._unavailable()
+        last_event_id = headers.get("last-event-id")
+        if last_event_id is not None:
+            attachment = self._resume(session, last_event_id.strip())
+        else:
+            stream = session.standalone()
+            if stream.attached:
+                # T-45: one standalone stream per session; a dead one is noticed by
+                # its disconnect watcher and frees the slot.
+                raise ProtocolError(409, INVALID_REQUEST, "Conflict: only one GET stream is allowed per session")
+            attachment = stream.attach()
+            if stream.resumable and at_least(session.protocol_version, "2025-11-25"):
+                stream.prime()
+        session.touch()
+        await self._stream_out(attachment, receive, response)
+
+    def _resume(self, session: Session, last_event_id: str) -> Attachment:
+        """T-51/T-52: replay one stream's events after ``last_event_id``, then go live.
+
+        Replay and attach happen with no checkpoint in between, so no event can fall
+        into a gap or be sent twice.
+        """
+        parsed = parse_event_id(last_event_id)
+        stream = session.find_stream(parsed[0]) if parsed is not None else None
+        frames = stream.replay_after(parsed[1]) if stream is not None and parsed is not None else None
+        if stream is None or frames is None:
+            # T-57: we refuse rather than resume with a hole in the stream.
+            raise ProtocolError(
+                400,
+                INVALID_REQUEST,
+                f"Bad Request: cannot resume after event {last_event_id!r}: unknown or no longer stored",
+            )
+        return stream.attach(frames)
+
+    def _check_version(self, headers: RequestHeaders) -> None:
+        version = headers.get("mcp-protocol-version")
+        if version is not None and version not in LEGACY_VERSIONS:
+            raise ProtocolError(400, INVALID_REQUEST, f"Bad Request: unsupported MCP-Protocol-Version: {version}")
+
+    async def _delete(self, headers: RequestHeaders, response: GuardedResponse) -> None:
+        if self.config.stateless:
+            raise ProtocolError(405, INVALID_REQUEST, "Method Not Allowed: no sessions in stateless mode", headers=[(b"allow", b"POST")])
+        session = self._session_for(headers)
+        self._check_version(headers)
+        session.terminate()
+        await response.respond(204, [])
+
