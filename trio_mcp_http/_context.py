@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ._errors import INVALID_PARAMS, McpError
+from ._errors import INVALID_PARAMS, McpError, McpHttpError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["LOG_LEVELS", "Context", "InputRequest", "Outlet"]
+__all__ = ["LOG_LEVELS", "Context", "InputRequest", "InputRequired", "Outlet"]
 
 #: RFC 5424 severities, lowest first.
 LOG_LEVELS: tuple[str, ...] = (
@@ -76,6 +76,18 @@ class InputRequest(dict[str, Any]):
             "sampling/createMessage": "sampling",
             "roots/list": "roots",
         }.get(self["method"], self["method"])
+
+
+class InputRequired(McpHttpError):
+    """Raised by :meth:`Context.ask` in the stateless era when answers are missing.
+
+    The transport turns it into an *input-required result*; the handler runs again when
+    the client retries with the answers.  Do not catch it in handlers.
+    """
+
+    def __init__(self, requests: dict[str, InputRequest]) -> None:
+        super().__init__(f"input required: {', '.join(requests)}")
+        self.requests = requests
 
 
 class Outlet(Protocol):

@@ -15,7 +15,7 @@ import trio
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
 from pydantic_core import to_jsonable_python
 
-from ._context import LOG_LEVELS, Context
+from ._context import LOG_LEVELS, Context, InputRequired
 from ._errors import INVALID_PARAMS, METHOD_NOT_FOUND, RESOURCE_NOT_FOUND, McpError, ToolError
 from ._types import (
     BlobResourceContents,
@@ -401,6 +401,10 @@ class McpServer:
 
     # -- dispatch ---------------------------------------------------------------------
 
+    def tool_definition(self, name: str) -> dict[str, Any] | None:
+        tool = self._tools.get(name)
+        return None if tool is None else tool.definition
+
     def has_method(self, method: str) -> bool:
         return method in self._methods
 
@@ -442,7 +446,7 @@ class McpServer:
             return _error_result(f"Invalid arguments for tool {tool.name}: {exc}")
         except ToolError as exc:
             return _error_result(str(exc))
-        except (McpError, trio.Cancelled):
+        except (McpError, InputRequired, trio.Cancelled):
             raise
         except Exception as exc:
             logger.exception("tool %s failed", tool.name)

@@ -27,8 +27,8 @@ from ._http import HostPolicy, RequestHeaders, accepts, is_json_content_type, ne
 from ._jsonrpc import Envelope, Kind
 from ._server import McpServer
 from ._session import Session
-from ._stream import Attachment, JsonSlot, SseStream
-from ._versions import DEFAULT_LEGACY_VERSION, LEGACY_VERSIONS, MODERN_VERSIONS, at_least, negotiate_legacy
+from ._stream import Attachment, JsonSlot
+from ._versions import DEFAULT_LEGACY_VERSION, LEGACY_VERSIONS, at_least, negotiate_legacy
 
 __all__ = ["McpHttpApp", "TransportConfig"]
 
@@ -77,6 +77,9 @@ class TransportConfig:
     final_send_timeout: float = 1.0
     #: ``Retry-After`` (seconds) on 503 answers while shutting down or full.
     retry_after: int = 5
+    #: HMAC key protecting 2026-07-28 ``requestState``; random per process if unset.
+    #: Give every worker of one deployment the same key.
+    request_state_key: bytes | None = None
 
 
 class McpHttpApp:
@@ -288,7 +291,7 @@ class McpHttpApp:
         body = await read_body(receive, self.config.max_body_size, response)
         parsed = _jsonrpc.parse_body(body)
         version_header = headers.get("mcp-protocol-version")
-        if isinstance(parsed, Envelope) and self._is_modern(parsed, version_header):
+        if isinstance(parsed, Envelope) and self._is_modern(parsed, headers, version_header):
             from ._modern import ModernEra
 
             if self._modern is None:
@@ -298,11 +301,15 @@ class McpHttpApp:
         await self._post_legacy(parsed, headers, version_header, receive, response)
 
     @staticmethod
-    def _is_modern(message: Envelope, version_header: str | None) -> bool:
-        if version_header in MODERN_VERSIONS:
-            return True
+    def _is_modern(message: Envelope, headers: RequestHeaders, version_header: str | None) -> bool:
+        """T-00: a session id means the session era; modern ``_meta`` or a version
+        header naming no legacy revision means the stateless era."""
+        if headers.get("mcp-session-id") is not None:
+            return False
         meta = (message.params or {}).get("_meta")
-        return isinstance(meta, dict) and _MODERN_VERSION_KEY in meta
+        if isinstance(meta, dict) and _MODERN_VERSION_KEY in meta:
+            return True
+        return version_header is not None and version_header not in LEGACY_VERSIONS and version_header != "2024-11-05"
 
     def _check_accept(self, headers: RequestHeaders) -> None:
         accept = headers.get("accept")
