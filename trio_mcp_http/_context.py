@@ -45,6 +45,13 @@ def level_rank(level: str) -> int:
         raise McpError(INVALID_PARAMS, f"Unknown log level: {level!r}") from None
 
 
+_CAPABILITY_OF = {
+    "elicitation/create": "elicitation",
+    "sampling/createMessage": "sampling",
+    "roots/list": "roots",
+}
+
+
 class InputRequest(dict[str, Any]):
     """A request for input from the client: ``{"method": ..., "params": ...}``."""
 
@@ -71,11 +78,8 @@ class InputRequest(dict[str, Any]):
     @property
     def capability(self) -> str:
         """The client capability this request needs."""
-        return {
-            "elicitation/create": "elicitation",
-            "sampling/createMessage": "sampling",
-            "roots/list": "roots",
-        }.get(self["method"], self["method"])
+        method = str(self["method"])
+        return _CAPABILITY_OF.get(method, method)
 
 
 class InputRequired(McpHttpError):

@@ -57,6 +57,8 @@ def _hypercorn_config(host: str, port: int, config: TransportConfig, **options: 
     # The drain has completed every response before Hypercorn is told to stop; what
     # remains are idle keep-alive connections, closed at once.
     hc.graceful_timeout = config.final_send_timeout
+    # Log through the standard logging tree (configured by the application), once.
+    hc.errorlog = logging.getLogger("hypercorn.error")
     hc.accesslog = options.pop("accesslog", None)
     for key, value in options.items():
         setattr(hc, key, value)

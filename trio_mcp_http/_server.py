@@ -75,7 +75,7 @@ class _Signature:
             annotation = hints.get(name, Any)
             default = ... if param.default is param.empty else param.default
             fields[name] = (annotation, default)
-        model = create_model(  # type: ignore[call-overload]
+        model = create_model(
             f"{fn.__name__}_arguments",
             __config__=ConfigDict(arbitrary_types_allowed=True),
             **fields,
@@ -250,7 +250,7 @@ class McpServer:
             passthrough = input_schema is not None
             if passthrough:
                 signature.model = None
-            schema = dict(input_schema) if passthrough else signature.json_schema
+            schema = dict(input_schema) if input_schema is not None else signature.json_schema
             definition: dict[str, Any] = {"name": tool_name, "inputSchema": schema}
             if title is not None:
                 definition["title"] = title
