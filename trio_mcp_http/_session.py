@@ -72,7 +72,6 @@ class Session:
         protocol_version: str,
         client_capabilities: dict[str, Any],
         client_info: dict[str, Any] | None,
-        nursery: trio.Nursery | None = None,
     ) -> None:
         self.app = app
         self.id = session_id
@@ -82,7 +81,7 @@ class Session:
         self.log_level: str | None = None
         self.subscriptions: set[str] = set()
         self.terminated = False
-        self._nursery = nursery
+        self._nursery: trio.Nursery | None = None
         self._scope = trio.CancelScope()
         self._idle: trio.CancelScope | None = None
         self._store: EventStore | None = None
@@ -110,6 +109,10 @@ class Session:
                     self.terminate()
         finally:
             self.terminate()
+
+    def attach_nursery(self, nursery: trio.Nursery) -> None:
+        """Stateless mode: borrow the HTTP call's nursery for this one-request session."""
+        self._nursery = nursery
 
     def terminate(self) -> None:
         """End the session (DELETE, expiry, shutdown): its id answers 404 from now on."""

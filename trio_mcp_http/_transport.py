@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,6 +96,7 @@ class McpHttpApp:
         self.config = config or TransportConfig()
         self._nursery: trio.Nursery | None = None
         self._sessions: dict[str, Session] = {}
+        self._transient: set[Session] = set()
         self._admitting = True
         self._handlers = 0
         self._handlers_idle = trio.Event()
@@ -140,13 +142,13 @@ class McpHttpApp:
         self._admitting = False
         with trio.move_on_after(grace):
             await self._handlers_idle.wait()
-        for session in list(self._sessions.values()):
+        for session in self._all_sessions():
             session.cancel_all("shutdown")
         if self._modern is not None:
             self._modern.cancel_all()
         with trio.move_on_after(self.config.final_send_timeout):
             await self._handlers_idle.wait()
-        for session in list(self._sessions.values()):
+        for session in self._all_sessions():
             session.close_connections(self.config.retry_ms)
         if self._modern is not None:
             self._modern.close_listeners()
@@ -165,6 +167,28 @@ class McpHttpApp:
                 s._store.stored_events() for s in sessions if s._store is not None  # noqa: SLF001
             ),
         }
+
+    @asynccontextmanager
+    async def _transient_session(
+        self, version: str, capabilities: dict[str, Any], client_info: dict[str, Any] | None
+    ) -> AsyncIterator[Session]:
+        """Stateless mode: a session that lives for one POST, its nursery in the call.
+
+        It stays registered until its handlers are done, so a drain can cancel them.
+        """
+        session = Session(
+            self, None, protocol_version=version, client_capabilities=capabilities, client_info=client_info
+        )
+        self._transient.add(session)
+        try:
+            async with trio.open_nursery() as nursery:
+                session.attach_nursery(nursery)
+                yield session
+        finally:
+            self._transient.discard(session)
+
+    def _all_sessions(self) -> list[Session]:
+        return [*self._sessions.values(), *self._transient]
 
     def _forget(self, session: Session) -> None:
         if session.id is not None and self._sessions.get(session.id) is session:
@@ -342,15 +366,7 @@ class McpHttpApp:
             await self._initialize(initialize[0], headers, receive, response)
             return
         if self.config.stateless:
-            async with trio.open_nursery() as nursery:
-                session = Session(
-                    self,
-                    None,
-                    protocol_version=version_header or DEFAULT_LEGACY_VERSION,
-                    client_capabilities={},
-                    client_info=None,
-                    nursery=nursery,
-                )
+            async with self._transient_session(version_header or DEFAULT_LEGACY_VERSION, {}, None) as session:
                 await self._deliver(session, messages, receive, response)
             return
         session = self._session_for(headers)
@@ -564,11 +580,8 @@ class McpHttpApp:
             )
         version = negotiate_legacy(params["protocolVersion"])
         if self.config.stateless:
-            async with trio.open_nursery() as nursery:
-                session = Session(
-                    self, None, protocol_version=version, client_capabilities=capabilities,
-                    client_info=client_info, nursery=nursery,
-                )
+            client = client_info if isinstance(client_info, dict) else None
+            async with self._transient_session(version, capabilities, client) as session:
                 await self._deliver(session, [request], receive, response)
             return
         if len(self._sessions) >= self.config.max_sessions:
