@@ -123,6 +123,9 @@ class HostPolicy:
         if enabled is None:
             enabled = _host_name(host) in _LOOPBACK_NAMES or host.startswith("127.")
         hosts = set(_LOOPBACK_NAMES) | {_host_name(h) for h in allowed_hosts}
+        if host.startswith("127."):
+            # Any 127/8 address is loopback; the address we listen on is a valid Host.
+            hosts.add(host)
         return cls(
             enabled=enabled,
             allowed_hosts=frozenset(hosts),

@@ -1,0 +1,672 @@
+"""Test plumbing: a scriptable MCP server, an SSE parser, HTTP clients (httpx, raw h11,
+in-memory ASGI) and a Hypercorn harness that records what the app sent.
+
+Nothing here sleeps to wait for something: tests synchronise on events the tools set,
+on bytes the client reads, or on the app's own idle events.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import h11
+import httpx
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from trio_mcp_http import Context, McpHttpApp, McpServer, TransportConfig, open_mcp_server
+
+ACCEPT_BOTH = "application/json, text/event-stream"
+JSON_CT = "application/json"
+LATEST = "2025-11-25"
+POST_HEADERS = {"accept": ACCEPT_BOTH, "content-type": JSON_CT}
+
+
+# -- a scriptable server -----------------------------------------------------------------
+
+
+class Controller:
+    """Lets a test drive running tool handlers step by step.
+
+    ``scripted(key)`` runs commands sent with :meth:`send`; ``hold(key)`` waits for
+    :meth:`release`.  Each handler records when it started, whether it was cancelled
+    and whether it finished.
+    """
+
+    def __init__(self) -> None:
+        self._channels: dict[str, tuple[trio.MemorySendChannel[Any], trio.MemoryReceiveChannel[Any]]] = {}
+        self.started: defaultdict[str, trio.Event] = defaultdict(trio.Event)
+        self.cancelled: defaultdict[str, trio.Event] = defaultdict(trio.Event)
+        self.finished: defaultdict[str, trio.Event] = defaultdict(trio.Event)
+        self.gates: defaultdict[str, trio.Event] = defaultdict(trio.Event)
+
+    def _channel(self, key: str) -> tuple[trio.MemorySendChannel[Any], trio.MemoryReceiveChannel[Any]]:
+        if key not in self._channels:
+            self._channels[key] = trio.open_memory_channel[Any](math.inf)
+        return self._channels[key]
+
+    def send(self, key: str, *command: Any) -> None:
+        self._channel(key)[0].send_nowait(command)
+
+    def commands(self, key: str) -> trio.MemoryReceiveChannel[Any]:
+        return self._channel(key)[1]
+
+    def release(self, key: str) -> None:
+        self.gates[key].set()
+
+
+def build_server(ctl: Controller, name: str = "lifecycle-test") -> McpServer:
+    server = McpServer(name, "1.0.0")
+
+    @server.tool()
+    async def echo(text: str) -> str:
+        """Return the text unchanged."""
+        return text
+
+    @server.tool()
+    async def scripted(ctx: Context, key: str) -> str:
+        """Run the commands the test sends for `key`: notify, progress, close, return."""
+        ctl.started[key].set()
+        try:
+            async for command in ctl.commands(key):
+                verb = command[0]
+                if verb == "notify":
+                    await ctx.notify("notifications/message", {"level": "info", "data": command[1]})
+                elif verb == "close":
+                    ctx.close_sse_stream()
+                elif verb == "return":
+                    return str(command[1])
+            return "channel closed"
+        except trio.Cancelled:
+            ctl.cancelled[key].set()
+            raise
+        finally:
+            ctl.finished[key].set()
+
+    @server.tool()
+    async def hold(key: str) -> str:
+        """Wait until the test releases `key`."""
+        ctl.started[key].set()
+        try:
+            await ctl.gates[key].wait()
+            return f"released {key}"
+        except trio.Cancelled:
+            ctl.cancelled[key].set()
+            raise
+        finally:
+            ctl.finished[key].set()
+
+    @server.tool()
+    async def progress(ctx: Context, steps: int = 3) -> str:
+        """Report `steps` progress notifications, then return."""
+        for step in range(1, steps + 1):
+            await ctx.report_progress(step, steps, f"step {step}")
+        return f"done {steps}"
+
+    @server.tool()
+    async def chatter(ctx: Context, count: int, size: int = 100) -> str:
+        """Publish `count` notifications of about `size` bytes as fast as possible."""
+        for i in range(count):
+            await ctx.notify("notifications/message", {"level": "debug", "data": f"{i}:" + "x" * size})
+        return f"sent {count}"
+
+    @server.tool()
+    async def ask_name(ctx: Context) -> str:
+        """Elicit a name from the user."""
+        answer = await ctx.elicit(
+            "What is your name?",
+            {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
+        )
+        if answer.get("action") != "accept":
+            return f"declined: {answer.get('action')}"
+        return f"Hello, {answer['content']['name']}!"
+
+    return server
+
+
+# -- JSON-RPC messages -------------------------------------------------------------------
+
+
+def initialize(request_id: int | str = 0, version: str = LATEST, **capabilities: Any) -> dict[str, Any]:
+    return {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": version,
+            "capabilities": capabilities,
+            "clientInfo": {"name": "lifecycle-tests", "version": "0"},
+        },
+    }
+
+
+def request(request_id: int | str, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
+    if params is not None:
+        message["params"] = params
+    return message
+
+
+def notification(method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+    if params is not None:
+        message["params"] = params
+    return message
+
+
+def call_tool(request_id: int | str, name: str, meta: dict[str, Any] | None = None, **arguments: Any) -> dict[str, Any]:
+    params: dict[str, Any] = {"name": name, "arguments": arguments}
+    if meta is not None:
+        params["_meta"] = meta
+    return request(request_id, "tools/call", params)
+
+
+def is_response(message: dict[str, Any]) -> bool:
+    return "id" in message and ("result" in message or "error" in message) and "method" not in message
+
+
+# -- SSE ---------------------------------------------------------------------------------
+
+
+@dataclass
+class SseEvent:
+    """One SSE block (fields up to a blank line); ``data`` is None if it had none."""
+
+    id: str | None = None
+    event: str | None = None
+    data: str | None = None
+    retry: int | None = None
+    comment: str | None = None
+
+    @property
+    def message(self) -> dict[str, Any] | None:
+        """The JSON-RPC message carried, if any (priming events carry none)."""
+        if not self.data:
+            return None
+        value: dict[str, Any] = json.loads(self.data)
+        return value
+
+
+class SseParser:
+    """An incremental parser of an ``text/event-stream`` body (WHATWG HTML §9.2.6)."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._current: dict[str, Any] = {}
+        self._data: list[str] | None = None
+
+    def feed(self, chunk: bytes) -> list[SseEvent]:
+        self._buffer += chunk
+        out: list[SseEvent] = []
+        while True:
+            positions = [p for p in (self._buffer.find(b"\n"), self._buffer.find(b"\r")) if p != -1]
+            if not positions:
+                return out
+            end = min(positions)
+            if self._buffer[end : end + 2] == b"\r\n":
+                line, self._buffer = self._buffer[:end], self._buffer[end + 2 :]
+            elif self._buffer[end : end + 1] == b"\r" and end + 1 == len(self._buffer):
+                return out  # a CR at the end of the buffer may be half of a CRLF
+            else:
+                line, self._buffer = self._buffer[:end], self._buffer[end + 1 :]
+            block = self._line(line.decode("utf-8"))
+            if block is not None:
+                out.append(block)
+
+    def _line(self, line: str) -> SseEvent | None:
+        if line == "":
+            if not self._current and self._data is None:
+                return None
+            block = SseEvent(
+                data="\n".join(self._data) if self._data is not None else None, **self._current
+            )
+            self._current = {}
+            self._data = None
+            return block
+        if line.startswith(":"):
+            self._current["comment"] = line[1:].strip()
+            return None
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "data":
+            self._data = [*(self._data or []), value]
+        elif name in ("id", "event"):
+            self._current[name] = value
+        elif name == "retry" and value.isdigit():
+            self._current["retry"] = int(value)
+        return None
+
+    @property
+    def pending(self) -> bool:
+        """Whether a block has started but not been terminated by a blank line."""
+        return bool(self._buffer) or bool(self._current) or self._data is not None
+
+
+class SseReader:
+    """Reads SSE blocks from a streaming httpx response."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self.parser = SseParser()
+        self._chunks = response.aiter_bytes()
+        self._ready: list[SseEvent] = []
+        self.eof = False
+        #: Every block read so far, in order.
+        self.seen: list[SseEvent] = []
+
+    async def next_block(self) -> SseEvent | None:
+        """The next block (event, comment or lone retry), or None at EOF."""
+        while not self._ready:
+            try:
+                chunk = await self._chunks.__anext__()
+            except StopAsyncIteration:
+                self.eof = True
+                return None
+            self._ready.extend(self.parser.feed(chunk))
+        block = self._ready.pop(0)
+        self.seen.append(block)
+        return block
+
+    async def next_event(self) -> SseEvent:
+        """The next block that carries a ``data`` field (priming events included)."""
+        while True:
+            block = await self.next_block()
+            if block is None:
+                raise EOFError("stream ended")
+            if block.data is not None:
+                return block
+
+    async def next_message(self) -> tuple[SseEvent, dict[str, Any]]:
+        """The next event carrying a JSON-RPC message."""
+        while True:
+            block = await self.next_event()
+            message = block.message
+            if message is not None:
+                return block, message
+
+    async def read_to_end(self) -> list[SseEvent]:
+        """Every remaining block up to EOF."""
+        out = []
+        while (block := await self.next_block()) is not None:
+            out.append(block)
+        return out
+
+
+def messages_of(blocks: list[SseEvent]) -> list[dict[str, Any]]:
+    return [m for b in blocks if (m := b.message) is not None]
+
+
+# -- an httpx MCP client -----------------------------------------------------------------
+
+
+class Client:
+    """A thin httpx client for raw MCP Streamable HTTP exchanges."""
+
+    def __init__(self, http: httpx.AsyncClient, url: str) -> None:
+        self.http = http
+        self.url = url
+
+    def headers(self, session: str | None = None, version: str | None = LATEST, **extra: str) -> dict[str, str]:
+        headers = dict(POST_HEADERS)
+        if session is not None:
+            headers["mcp-session-id"] = session
+        if version is not None:
+            headers["mcp-protocol-version"] = version
+        headers.update({k.replace("_", "-"): v for k, v in extra.items()})
+        return headers
+
+    async def post(self, body: Any, session: str | None = None, **kwargs: Any) -> httpx.Response:
+        headers = kwargs.pop("headers", None) or self.headers(session)
+        content = body if isinstance(body, bytes) else json.dumps(body).encode()
+        return await self.http.post(self.url, content=content, headers=headers, **kwargs)
+
+    async def open_session(self, version: str = LATEST, **capabilities: Any) -> str:
+        response = await self.post(initialize(version=version, **capabilities), headers=self.headers(version=None))
+        assert response.status_code == 200, response.text
+        session_id = response.headers["mcp-session-id"]
+        answers = response_messages(response)
+        assert answers and answers[-1]["result"]["protocolVersion"] == version
+        initialized = await self.post(notification("notifications/initialized"), session_id)
+        assert initialized.status_code == 202
+        return session_id
+
+    async def delete(self, session: str) -> httpx.Response:
+        return await self.http.delete(self.url, headers={"mcp-session-id": session})
+
+    @asynccontextmanager
+    async def stream(
+        self, method: str, body: Any = None, session: str | None = None, **headers: str
+    ) -> AsyncIterator[SseReader]:
+        all_headers = self.headers(session, **headers)
+        if method == "GET":
+            all_headers["accept"] = "text/event-stream"
+            del all_headers["content-type"]
+        content = None if body is None else json.dumps(body).encode()
+        async with self.http.stream(method, self.url, content=content, headers=all_headers) as response:
+            yield SseReader(response)
+
+
+def response_messages(response: httpx.Response) -> list[dict[str, Any]]:
+    """The JSON-RPC messages in a complete (JSON or SSE) response."""
+    content_type = response.headers.get("content-type", "")
+    if content_type.startswith("application/json"):
+        value = response.json()
+        return value if isinstance(value, list) else [value]
+    assert content_type.startswith("text/event-stream"), content_type
+    parser = SseParser()
+    blocks = parser.feed(response.content)
+    assert not parser.pending, "SSE body ended inside an event"
+    return messages_of(blocks)
+
+
+@asynccontextmanager
+async def serving(
+    server: McpServer, **config: Any
+) -> AsyncIterator[tuple[Any, Client]]:
+    """``open_mcp_server`` on 127.0.0.1 port 0, plus an httpx client for it."""
+    hypercorn_options = config.pop("hypercorn", {})
+    transport = replace(TransportConfig(), **config)
+    async with open_mcp_server(server, host="127.0.0.1", port=0, config=transport, **hypercorn_options) as handle:
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=20)
+        async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+            yield handle, Client(http, handle.url)
+
+
+# -- in-memory ASGI ----------------------------------------------------------------------
+
+
+class AsgiCall:
+    """One HTTP request to an ASGI app, in memory: no sockets, so MockClock works."""
+
+    def __init__(
+        self,
+        app: Callable[..., Awaitable[None]],
+        method: str,
+        headers: dict[str, str],
+        body: bytes = b"",
+        path: str = "/mcp",
+    ) -> None:
+        self.app = app
+        self.scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "method": method,
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"host", b"127.0.0.1:8000")]
+            + [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 8000),
+        }
+        self._body = body
+        self._body_sent = False
+        self.gone = trio.Event()
+        self.done = trio.Event()
+        self.sent: list[dict[str, Any]] = []
+        self._send_out, self._recv_out = trio.open_memory_channel[dict[str, Any]](math.inf)
+        self._parser = SseParser()
+        self._ready_blocks: list[SseEvent] = []
+
+    async def _receive(self) -> dict[str, Any]:
+        if not self._body_sent:
+            self._body_sent = True
+            return {"type": "http.request", "body": self._body, "more_body": False}
+        await self.gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+        self._send_out.send_nowait(message)
+
+    async def run(self) -> None:
+        try:
+            await self.app(self.scope, self._receive, self._send)
+        finally:
+            self.done.set()
+            self._send_out.close()
+
+    def disconnect(self) -> None:
+        self.gone.set()
+
+    async def start(self) -> tuple[int, dict[str, str]]:
+        message = await self._recv_out.receive()
+        assert message["type"] == "http.response.start", message
+        headers = {k.decode().lower(): v.decode() for k, v in message.get("headers", [])}
+        return message["status"], headers
+
+    async def next_chunk(self) -> tuple[bytes, bool]:
+        message = await self._recv_out.receive()
+        assert message["type"] == "http.response.body", message
+        return message.get("body", b""), bool(message.get("more_body", False))
+
+    async def next_block(self) -> SseEvent | None:
+        """The next SSE block of a streaming response; None at the end of the body."""
+        while True:
+            if self._ready_blocks:
+                return self._ready_blocks.pop(0)
+            chunk, more = await self.next_chunk()
+            self._ready_blocks.extend(self._parser.feed(chunk))
+            if not more and not self._ready_blocks:
+                return None
+
+    async def body(self) -> bytes:
+        chunks = []
+        while True:
+            chunk, more = await self.next_chunk()
+            chunks.append(chunk)
+            if not more:
+                return b"".join(chunks)
+
+
+class InMemoryClient:
+    """Drives an :class:`McpHttpApp` through fake ASGI calls, inside a nursery."""
+
+    def __init__(self, app: Any, nursery: trio.Nursery) -> None:
+        self.app = app
+        self.nursery = nursery
+
+    def call(self, method: str, body: Any = None, session: str | None = None, **headers: str) -> AsgiCall:
+        all_headers = dict(POST_HEADERS) if method == "POST" else {"accept": "text/event-stream"}
+        if session is not None:
+            all_headers["mcp-session-id"] = session
+        all_headers.update({k.replace("_", "-"): v for k, v in headers.items()})
+        raw = b"" if body is None else body if isinstance(body, bytes) else json.dumps(body).encode()
+        call = AsgiCall(self.app, method, all_headers, raw)
+        self.nursery.start_soon(call.run)
+        return call
+
+    async def request(
+        self, method: str, body: Any = None, session: str | None = None, **headers: str
+    ) -> tuple[int, dict[str, str], bytes]:
+        call = self.call(method, body, session, **headers)
+        status, response_headers = await call.start()
+        content = await call.body()
+        await call.done.wait()
+        return status, response_headers, content
+
+    async def open_session(self, version: str = LATEST) -> str:
+        status, headers, body = await self.request("POST", initialize(version=version))
+        assert status == 200, body
+        return headers["mcp-session-id"]
+
+
+# -- raw HTTP/1.1 over trio sockets, with h11 ------------------------------------------
+
+
+def raw_request(
+    method: str,
+    port: int,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    path: str = "/mcp",
+) -> bytes:
+    """The bytes of one HTTP/1.1 request (with a Content-Length when there is a body)."""
+    lines = [f"{method} {path} HTTP/1.1", f"host: 127.0.0.1:{port}"]
+    all_headers = dict(headers or {})
+    if body or method == "POST":
+        all_headers.setdefault("content-length", str(len(body)))
+    lines += [f"{k}: {v}" for k, v in all_headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+class RawResponse:
+    """Reads one HTTP/1.1 response with h11, so framing errors are caught."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.conn = h11.Connection(h11.CLIENT)
+        # We wrote the request bytes ourselves; tell h11 a request was sent.
+        self.conn.send(h11.Request(method="POST", target="/mcp", headers=[("host", "x"), ("content-length", "0")]))
+        self.conn.send(h11.EndOfMessage())
+        self.status: int | None = None
+        self.headers: dict[str, str] = {}
+        self.sse = SseParser()
+        self.blocks: list[SseEvent] = []
+        self.body = b""
+        self.complete = False
+        self._ready: list[SseEvent] = []
+
+    async def _next(self) -> Any:
+        while True:
+            event = self.conn.next_event()
+            if event is h11.NEED_DATA:
+                data = await self.stream.receive_some(65536)
+                self.conn.receive_data(data)  # b"" means EOF; h11 raises if mid-message
+                continue
+            return event
+
+    async def read_head(self) -> int:
+        event = await self._next()
+        assert isinstance(event, h11.Response), event
+        self.status = event.status_code
+        self.headers = {k.decode().lower(): v.decode() for k, v in event.headers}
+        return event.status_code
+
+    async def next_block(self) -> SseEvent | None:
+        """The next SSE block of the body; None once the body ended cleanly."""
+        while not self._ready:
+            if self.complete:
+                return None
+            event = await self._next()
+            if isinstance(event, h11.Data):
+                self.body += event.data
+                new = self.sse.feed(bytes(event.data))
+                self.blocks.extend(new)
+                self._ready.extend(new)
+            elif isinstance(event, h11.EndOfMessage):
+                self.complete = True
+            else:
+                raise AssertionError(f"unexpected h11 event {event!r}")
+        return self._ready.pop(0)
+
+    async def read_to_end(self) -> bytes:
+        """Read the rest of the body; raises if the message is not properly terminated."""
+        while await self.next_block() is not None:
+            pass
+        return self.body
+
+
+async def send_raw(port: int, data: bytes) -> trio.SocketStream:
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(data)
+    return stream
+
+
+# -- serving an arbitrary ASGI app on Hypercorn, recording what it sent ----------------
+
+
+@dataclass
+class Recorded:
+    """What an ASGI call sent, as seen at the server's edge."""
+
+    tag: str | None
+    statuses: list[int] = field(default_factory=list)
+    body_ends: int = 0
+    returned: bool = False
+
+
+class Recorder:
+    """ASGI middleware that records, per HTTP call, the statuses and final body sends."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
+        self.app = app
+        self.calls: list[Recorded] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers", []))
+        tag = headers.get(b"x-test-tag")
+        record = Recorded(tag.decode() if tag is not None else None)
+        self.calls.append(record)
+
+        async def recording_send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                record.statuses.append(int(message["status"]))
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                record.body_ends += 1
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            record.returned = True
+
+
+@asynccontextmanager
+async def hypercorn_serving(
+    asgi_app: Callable[..., Awaitable[None]], *mcp_apps: McpHttpApp, **options: Any
+) -> AsyncIterator[int]:
+    """Run ``mcp_apps`` and serve ``asgi_app`` (which wraps them) on Hypercorn; yields the port.
+
+    Leaving the block drains every McpHttpApp before Hypercorn is stopped.
+    """
+    config = HypercornConfig()
+    config.bind = ["127.0.0.1:0"]
+    config.graceful_timeout = 1.0
+    config.accesslog = None
+    for key, value in options.items():
+        setattr(config, key, value)
+    stop = trio.Event()
+
+    async def drained() -> None:
+        await stop.wait()
+        for app in mcp_apps:
+            await app.drain(grace_period=0)
+
+    hypercorn_done = trio.Event()
+
+    async def run_hypercorn(task_status: trio.TaskStatus[list[str]]) -> None:
+        try:
+            await hypercorn_serve(asgi_app, config, shutdown_trigger=drained, task_status=task_status)  # type: ignore[arg-type]
+        finally:
+            hypercorn_done.set()
+
+    async with trio.open_nursery() as nursery:
+        for app in mcp_apps:
+            await nursery.start(app.run)
+        binds: list[str] = await nursery.start(run_hypercorn)
+        try:
+            yield int(binds[0].rsplit(":", 1)[1])
+        finally:
+            stop.set()
+            await hypercorn_done.wait()
+            nursery.cancel_scope.cancel()
+
+
+async def wait_idle(app: McpHttpApp) -> None:
+    """Until no HTTP call is being served by ``app`` (no polling: the app's own event)."""
+    while app.statistics()["http_calls_in_flight"]:
+        await app._calls_idle.wait()
