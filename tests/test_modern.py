@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 import trio
+from helpers import Controller, SseParser, call_tool, messages_of, response_messages, serving
 
-from helpers import Controller, SseParser, build_server, call_tool, messages_of, response_messages, serving
 from trio_mcp_http import Context, McpServer
 
 MODERN = "2026-07-28"
@@ -23,8 +23,15 @@ def meta(**extra: Any) -> dict[str, Any]:
     return value
 
 
-def modern_request(request_id: int | str, method: str, params: dict[str, Any] | None = None, **m: Any) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "id": request_id, "method": method, "params": {**(params or {}), "_meta": meta(**m)}}
+def modern_request(
+    request_id: int | str, method: str, params: dict[str, Any] | None = None, **m: Any
+) -> dict[str, Any]:
+    return {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": method,
+        "params": {**(params or {}), "_meta": meta(**m)},
+    }
 
 
 def modern_headers(body: dict[str, Any], **extra: str) -> dict[str, str]:
@@ -46,7 +53,9 @@ def modern_headers(body: dict[str, Any], **extra: str) -> dict[str, str]:
 
 
 async def post_modern(client: Any, body: dict[str, Any], **extra: str) -> Any:
-    return await client.http.post(client.url, content=json.dumps(body).encode(), headers=modern_headers(body, **extra))
+    return await client.http.post(
+        client.url, content=json.dumps(body).encode(), headers=modern_headers(body, **extra)
+    )
 
 
 def only_message(response: Any) -> dict[str, Any]:
@@ -65,7 +74,8 @@ async def test_discover_and_call_carry_result_type_server_info_and_no_session(mc
             assert result["supportedVersions"] == [MODERN]
             assert result["resultType"] == "complete"
             assert result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"] == "lifecycle-test"
-            assert isinstance(result["ttlMs"], int) and result["cacheScope"] in ("public", "private")
+            assert isinstance(result["ttlMs"], int)
+            assert result["cacheScope"] in ("public", "private")
 
             body = modern_request(2, "tools/call", {"name": "echo", "arguments": {"text": "世界"}})
             call = await post_modern(client, body)
@@ -117,13 +127,17 @@ async def test_header_and_meta_validation(mcp_server: McpServer) -> None:
             # Header names are case-insensitive (T-84); h11 itself folds them.
             upper = await post_modern(client, call, **{"MCP-NAME": "echo", "MCP-METHOD": "tools/call"})
             assert upper.status_code == 200, upper.text
-            base64_name = await post_modern(client, call, **{"mcp-name": "=?base64?ZWNobw==?=", "mcp-method": "tools/call"})
+            base64_name = await post_modern(
+                client, call, **{"mcp-name": "=?base64?ZWNobw==?=", "mcp-method": "tools/call"}
+            )
             assert base64_name.status_code == 200, base64_name.text
 
 
-async def test_disconnect_cancels_the_handler_and_leaves_nothing_behind(ctl: Controller, mcp_server: McpServer) -> None:
+async def test_disconnect_cancels_the_handler_and_leaves_nothing_behind(
+    ctl: Controller, mcp_server: McpServer
+) -> None:
     """T-75: closing the response is cancellation in 2026-07-28."""
-    async with serving(mcp_server) as (handle, client):
+    async with serving(mcp_server) as (handle, _client):
         baseline = handle.statistics()
         body = modern_request(9, "tools/call", {"name": "hold", "arguments": {"key": "m1"}})
         payload = json.dumps(body).encode()
@@ -161,7 +175,9 @@ async def test_session_and_stateless_clients_share_one_server(ctl: Controller, m
                 nursery.start_soon(legacy_call)
                 await ctl.started["legacy"].wait()
                 for i in range(5):
-                    body = modern_request(100 + i, "tools/call", {"name": "echo", "arguments": {"text": f"m{i}"}})
+                    body = modern_request(
+                        100 + i, "tools/call", {"name": "echo", "arguments": {"text": f"m{i}"}}
+                    )
                     response = await post_modern(client, body)
                     assert response.status_code == 200
                     assert "mcp-session-id" not in response.headers
@@ -177,11 +193,13 @@ async def test_session_and_stateless_clients_share_one_server(ctl: Controller, m
 async def test_input_required_round_trip_and_tampering(mcp_server: McpServer) -> None:
     async with serving(mcp_server) as (_handle, client):
         with trio.fail_after(10):
-            first = modern_request(10, "tools/call", {"name": "ask_name", "arguments": {}}, capabilities={"elicitation": {}})
+            first = modern_request(
+                10, "tools/call", {"name": "ask_name", "arguments": {}}, capabilities={"elicitation": {}}
+            )
             response = await post_modern(client, first)
             result = only_message(response)["result"]
             assert result["resultType"] == "input_required"
-            (key, ask), = result["inputRequests"].items()
+            ((key, ask),) = result["inputRequests"].items()
             assert ask["method"] == "elicitation/create"
             state = result["requestState"]
 
@@ -204,7 +222,8 @@ async def test_input_required_round_trip_and_tampering(mcp_server: McpServer) ->
             assert tampered["error"]["code"] == -32602
 
             bad_answer = modern_request(
-                12, "tools/call",
+                12,
+                "tools/call",
                 {"name": "ask_name", "arguments": {}, "inputResponses": {key: 12345}},
                 capabilities={"elicitation": {}},
             )
@@ -235,11 +254,16 @@ def logging_server() -> McpServer:
 async def test_log_messages_only_when_the_request_asks() -> None:
     async with serving(logging_server()) as (_handle, client):
         with trio.fail_after(10):
-            quiet = await post_modern(client, modern_request(1, "tools/call", {"name": "noisy", "arguments": {}}))
+            quiet = await post_modern(
+                client, modern_request(1, "tools/call", {"name": "noisy", "arguments": {}})
+            )
             assert [m.get("method") for m in response_messages(quiet)] == [None]
 
             body = modern_request(
-                2, "tools/call", {"name": "noisy", "arguments": {}}, **{"io.modelcontextprotocol/logLevel": "warning"}
+                2,
+                "tools/call",
+                {"name": "noisy", "arguments": {}},
+                **{"io.modelcontextprotocol/logLevel": "warning"},
             )
             loud = await post_modern(client, body)
             assert loud.headers["content-type"].startswith("text/event-stream")
@@ -305,7 +329,9 @@ async def test_listen_acknowledges_filters_tags_and_ends_on_shutdown() -> None:
         assert not parser.pending
 
 
-async def test_drain_cancels_a_running_stateless_call_with_an_error(ctl: Controller, mcp_server: McpServer) -> None:
+async def test_drain_cancels_a_running_stateless_call_with_an_error(
+    ctl: Controller, mcp_server: McpServer
+) -> None:
     async with serving(mcp_server, grace_period=0.2) as (handle, client):
         body = modern_request(20, "tools/call", {"name": "hold", "arguments": {"key": "d1"}})
         with trio.fail_after(10):
@@ -321,5 +347,6 @@ async def test_drain_cancels_a_running_stateless_call_with_an_error(ctl: Control
         (response,) = answers
         assert response.status_code == 200
         error = only_message(response)["error"]
-        assert error["code"] == -32603 and "shutting down" in error["message"]
+        assert error["code"] == -32603
+        assert "shutting down" in error["message"]
         assert ctl.cancelled["d1"].is_set()
