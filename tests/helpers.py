@@ -249,27 +249,85 @@ class SseParser:
         return bool(self._buffer) or bool(self._current) or self._data is not None
 
 
-class SseReader:
-    """Reads SSE blocks from a streaming httpx response."""
+class HttpStream:
+    """One HTTP/1.1 exchange on its own TCP connection, the response read with h11.
 
-    def __init__(self, response: httpx.Response) -> None:
-        self.response = response
-        self.parser = SseParser()
-        self._chunks = response.aiter_bytes()
-        self._ready: list[SseEvent] = []
-        self.eof = False
-        #: Every block read so far, in order.
+    h11 checks the framing: a chunked body that ends without its terminating 0-chunk
+    raises instead of looking like a clean end.  Closing the socket is how a test
+    client "vanishes".
+    """
+
+    def __init__(self, stream: trio.SocketStream, conn: h11.Connection) -> None:
+        self.stream = stream
+        self.conn = conn
+        self.status: int | None = None
+        self.headers: dict[str, str] = {}
+        self.sse = SseParser()
+        self.body = b""
+        #: The response ended with a proper end of message (for chunked: the 0-chunk).
+        self.complete = False
+        #: Every SSE block read so far, in order.
         self.seen: list[SseEvent] = []
+        self._ready: list[SseEvent] = []
+
+    @classmethod
+    async def open(
+        cls, port: int, method: str, headers: dict[str, str], body: bytes | None = None, path: str = "/mcp"
+    ) -> HttpStream:
+        conn = h11.Connection(h11.CLIENT)
+        all_headers = {"host": f"127.0.0.1:{port}", **headers}
+        if body is not None:
+            all_headers["content-length"] = str(len(body))
+        data = conn.send(h11.Request(method=method, target=path, headers=list(all_headers.items())))
+        if body:
+            data += conn.send(h11.Data(data=body))
+        data += conn.send(h11.EndOfMessage())
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        try:
+            await stream.send_all(data)
+        except BaseException:
+            await stream.aclose()
+            raise
+        return cls(stream, conn)
+
+    @property
+    def eof(self) -> bool:
+        return self.complete
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+    async def _next(self) -> Any:
+        while True:
+            event = self.conn.next_event()
+            if event is h11.NEED_DATA:
+                # b"" at EOF: h11 then raises if the message is not complete.
+                self.conn.receive_data(await self.stream.receive_some(65536))
+                continue
+            return event
+
+    async def read_head(self) -> int:
+        if self.status is None:
+            event = await self._next()
+            assert isinstance(event, h11.Response), event
+            self.status = event.status_code
+            self.headers = {k.decode().lower(): v.decode() for k, v in event.headers}
+        return self.status
 
     async def next_block(self) -> SseEvent | None:
-        """The next block (event, comment or lone retry), or None at EOF."""
+        """The next SSE block (event, comment or lone retry); None once the body ended."""
+        await self.read_head()
         while not self._ready:
-            try:
-                chunk = await self._chunks.__anext__()
-            except StopAsyncIteration:
-                self.eof = True
+            if self.complete:
                 return None
-            self._ready.extend(self.parser.feed(chunk))
+            event = await self._next()
+            if isinstance(event, h11.Data):
+                self.body += event.data
+                self._ready.extend(self.sse.feed(bytes(event.data)))
+            elif isinstance(event, h11.EndOfMessage):
+                self.complete = True
+            else:
+                raise AssertionError(f"unexpected h11 event {event!r}")
         block = self._ready.pop(0)
         self.seen.append(block)
         return block
@@ -292,7 +350,7 @@ class SseReader:
                 return block, message
 
     async def read_to_end(self) -> list[SseEvent]:
-        """Every remaining block up to EOF."""
+        """Every remaining block; raises if the body is not properly terminated."""
         out = []
         while (block := await self.next_block()) is not None:
             out.append(block)
@@ -343,14 +401,20 @@ class Client:
     @asynccontextmanager
     async def stream(
         self, method: str, body: Any = None, session: str | None = None, **headers: str
-    ) -> AsyncIterator[SseReader]:
+    ) -> AsyncIterator[HttpStream]:
+        """A streaming exchange on its own connection; leaving the block closes it."""
         all_headers = self.headers(session, **headers)
         if method == "GET":
             all_headers["accept"] = "text/event-stream"
             del all_headers["content-type"]
         content = None if body is None else json.dumps(body).encode()
-        async with self.http.stream(method, self.url, content=content, headers=all_headers) as response:
-            yield SseReader(response)
+        port = int(self.url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
+        reader = await HttpStream.open(port, method, all_headers, content)
+        try:
+            await reader.read_head()
+            yield reader
+        finally:
+            await reader.aclose()
 
 
 def response_messages(response: httpx.Response) -> list[dict[str, Any]]:
@@ -518,63 +582,6 @@ def raw_request(
         all_headers.setdefault("content-length", str(len(body)))
     lines += [f"{k}: {v}" for k, v in all_headers.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-
-
-class RawResponse:
-    """Reads one HTTP/1.1 response with h11, so framing errors are caught."""
-
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-        self.conn = h11.Connection(h11.CLIENT)
-        # We wrote the request bytes ourselves; tell h11 a request was sent.
-        self.conn.send(h11.Request(method="POST", target="/mcp", headers=[("host", "x"), ("content-length", "0")]))
-        self.conn.send(h11.EndOfMessage())
-        self.status: int | None = None
-        self.headers: dict[str, str] = {}
-        self.sse = SseParser()
-        self.blocks: list[SseEvent] = []
-        self.body = b""
-        self.complete = False
-        self._ready: list[SseEvent] = []
-
-    async def _next(self) -> Any:
-        while True:
-            event = self.conn.next_event()
-            if event is h11.NEED_DATA:
-                data = await self.stream.receive_some(65536)
-                self.conn.receive_data(data)  # b"" means EOF; h11 raises if mid-message
-                continue
-            return event
-
-    async def read_head(self) -> int:
-        event = await self._next()
-        assert isinstance(event, h11.Response), event
-        self.status = event.status_code
-        self.headers = {k.decode().lower(): v.decode() for k, v in event.headers}
-        return event.status_code
-
-    async def next_block(self) -> SseEvent | None:
-        """The next SSE block of the body; None once the body ended cleanly."""
-        while not self._ready:
-            if self.complete:
-                return None
-            event = await self._next()
-            if isinstance(event, h11.Data):
-                self.body += event.data
-                new = self.sse.feed(bytes(event.data))
-                self.blocks.extend(new)
-                self._ready.extend(new)
-            elif isinstance(event, h11.EndOfMessage):
-                self.complete = True
-            else:
-                raise AssertionError(f"unexpected h11 event {event!r}")
-        return self._ready.pop(0)
-
-    async def read_to_end(self) -> bytes:
-        """Read the rest of the body; raises if the message is not properly terminated."""
-        while await self.next_block() is not None:
-            pass
-        return self.body
 
 
 async def send_raw(port: int, data: bytes) -> trio.SocketStream:
