@@ -245,6 +245,10 @@ class ModernEra:
     def in_flight(self) -> int:
         return len(self._calls)
 
+    @property
+    def listeners(self) -> int:
+        return len(self._listeners)
+
     # -- request handling -------------------------------------------------------------
 
     async def handle(

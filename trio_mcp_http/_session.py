@@ -91,6 +91,8 @@ class Session:
         self._pending: dict[int, _Pending] = {}
         self._next_request_id = 0
         self._busy = 0
+        #: Connections currently carrying one of the session's streams.
+        self.connections = 0
 
     # -- lifetime ---------------------------------------------------------------------
 
@@ -129,6 +131,10 @@ class Session:
             pending.done.set()
         self._scope.cancel()
 
+    def _connection_change(self, delta: int) -> None:
+        self.connections += delta
+        self._busy_change(delta)
+
     def _busy_change(self, delta: int) -> None:
         self._busy += delta
         self._touch()
@@ -147,6 +153,10 @@ class Session:
     # -- streams ----------------------------------------------------------------------
 
     @property
+    def stored_events(self) -> int:
+        return 0 if self._store is None else self._store.stored_events()
+
+    @property
     def store(self) -> EventStore | None:
         if self._store is None and self.id is not None:
             factory = self.app.config.event_store_factory
@@ -161,7 +171,7 @@ class Session:
             number,
             store=self.store,
             buffer_size=self.app.config.stream_buffer_size,
-            on_change=self._busy_change,
+            on_change=self._connection_change,
         )
         stream.outstanding = outstanding
         if stream.resumable:
@@ -177,7 +187,7 @@ class Session:
                 store=self.store,
                 buffer_size=self.app.config.stream_buffer_size,
                 standalone=True,
-                on_change=self._busy_change,
+                on_change=self._connection_change,
             )
             self._streams[0] = stream
         return stream

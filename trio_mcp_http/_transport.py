@@ -157,15 +157,14 @@ class McpHttpApp:
 
     def statistics(self) -> dict[str, int]:
         """A snapshot of what is live: for monitoring and for leak tests."""
-        sessions = list(self._sessions.values())
+        sessions = self._all_sessions()
+        listeners = 0 if self._modern is None else self._modern.listeners
         return {
-            "sessions": len(sessions),
+            "sessions": len(self._sessions),
             "requests_in_flight": self._handlers,
             "http_calls_in_flight": self._calls,
-            "open_streams": sum(s._busy for s in sessions) - sum(s.in_flight for s in sessions),  # noqa: SLF001
-            "stored_events": sum(
-                s._store.stored_events() for s in sessions if s._store is not None  # noqa: SLF001
-            ),
+            "open_streams": sum(s.connections for s in sessions) + listeners,
+            "stored_events": sum(s.stored_events for s in sessions),
         }
 
     @asynccontextmanager
