@@ -71,7 +71,9 @@ def read_checks(output_dir: Path, outcome: Outcome) -> None:
         for check in checks:
             status = check.get("status", "?")
             outcome.counts[status] += 1
-            line = f"{scenario} / {check.get('id')}: {check.get('errorMessage') or check.get('description', '')}"
+            line = (
+                f"{scenario} / {check.get('id')}: {check.get('errorMessage') or check.get('description', '')}"
+            )
             if status == "FAILURE":
                 outcome.failures.append(line)
             elif status == "WARNING":
@@ -146,7 +148,14 @@ def run_suite(name: str, url: str, workdir: Path, scenario: str | None, timeout:
     log_path = workdir / f"{name}.suite.log"
     with log_path.open("wb") as log:
         try:
-            completed = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, timeout=timeout, check=False)
+            completed = subprocess.run(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+                check=False,
+            )
             exit_code = completed.returncode
         except subprocess.TimeoutExpired:
             exit_code = -1
@@ -164,9 +173,15 @@ def run_suite(name: str, url: str, workdir: Path, scenario: str | None, timeout:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", action="append", choices=sorted(RUNS), help="which run(s); default: all three")
-    parser.add_argument("--server", default="trio_mcp_http.conformance:server", help="module:attr of the McpServer")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--run", action="append", choices=sorted(RUNS), help="which run(s); default: all three"
+    )
+    parser.add_argument(
+        "--server", default="trio_mcp_http.conformance:server", help="module:attr of the McpServer"
+    )
     parser.add_argument("--scenario", help="run only this scenario (for debugging)")
     parser.add_argument("--timeout", type=float, default=900, help="bound on each run of the suite (s)")
     parser.add_argument("--keep", type=Path, help="write the suite's results and logs here")
@@ -194,8 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     for outcome in outcomes:
         c = outcome.counts
         print(
-            f"{outcome.name:>11}: {outcome.scenarios} scenarios, {c['SUCCESS']} passed, {c['FAILURE']} failed, "
-            f"{c['WARNING']} warnings, {c['SKIPPED']} skipped (suite exit {outcome.exit_code}, {outcome.seconds:.0f}s)"
+            f"{outcome.name:>11}: {outcome.scenarios} scenarios, {c['SUCCESS']} passed, "
+            f"{c['FAILURE']} failed, {c['WARNING']} warnings, {c['SKIPPED']} skipped "
+            f"(suite exit {outcome.exit_code}, {outcome.seconds:.0f}s)"
         )
         for line in outcome.warnings:
             print(f"    WARNING  {line}")

@@ -118,7 +118,10 @@ async def test_typescript_sdk_client_end_to_end() -> None:
     proxy_slot: list[DroppingProxy] = []
     server = interop_server(proxy_slot)
     with trio.fail_after(60):
-        async with open_mcp_server(server, host="127.0.0.1", port=0) as handle, trio.open_nursery() as nursery:
+        async with (
+            open_mcp_server(server, host="127.0.0.1", port=0) as handle,
+            trio.open_nursery() as nursery,
+        ):
             proxy = DroppingProxy(handle.port)
             proxy_slot.append(proxy)
             listeners = await nursery.start(partial(trio.serve_tcp, proxy.handle, 0, host="127.0.0.1"))
