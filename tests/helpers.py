@@ -524,6 +524,13 @@ class AsgiCall:
             if not more and not self._ready_blocks:
                 return None
 
+    async def read_to_end(self) -> list[SseEvent]:
+        """Every remaining SSE block of the response."""
+        out = []
+        while (block := await self.next_block()) is not None:
+            out.append(block)
+        return out
+
     async def body(self) -> bytes:
         chunks = []
         while True:
@@ -559,8 +566,8 @@ class InMemoryClient:
         await call.done.wait()
         return status, response_headers, content
 
-    async def open_session(self, version: str = LATEST) -> str:
-        status, headers, body = await self.request("POST", initialize(version=version))
+    async def open_session(self, version: str = LATEST, **capabilities: Any) -> str:
+        status, headers, body = await self.request("POST", initialize(version=version, **capabilities))
         assert status == 200, body
         return headers["mcp-session-id"]
 

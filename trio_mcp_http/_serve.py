@@ -142,6 +142,8 @@ async def serve(
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) if handle_signals else _no_signals() as signals:
         async with open_mcp_server(server, host=host, port=port, config=config, **options) as handle:
             task_status.started(handle)
+            # The actual URL: with port 0 this is the only way to learn the port.
+            logger.info("serving MCP at %s", handle.url)
             async with trio.open_nursery() as nursery:
                 if signals is not None:
                     nursery.start_soon(_shutdown_on_signal, signals, handle)

@@ -1,0 +1,307 @@
+"""Guarantee 3: shutdown is a drain, not a massacre.
+
+The end-to-end test runs the CLI in a subprocess, holds 100 standalone GET streams and
+100 running tool calls, sends SIGTERM, and checks every response on the wire.  The drain
+sequence itself is also checked step by step in virtual time, in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+import trio.testing
+
+from helpers import (
+    LATEST,
+    POST_HEADERS,
+    Controller,
+    HttpStream,
+    InMemoryClient,
+    call_tool,
+    initialize,
+    is_response,
+    messages_of,
+    notification,
+    request,
+)
+from trio_mcp_http import McpHttpApp, McpServer, TransportConfig
+
+TESTS = Path(__file__).parent
+GRACE = 3.0
+SHORT = 1.5  # tool calls that finish within the grace period
+LONG = 60.0  # tool calls that do not
+N = 100
+
+
+@asynccontextmanager
+async def server_process(grace: float) -> AsyncIterator[tuple[trio.Process, int, list[str]]]:
+    """The CLI serving ``helpers_shutdown:server`` on port 0; yields (process, port, stderr lines)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    command = [
+        sys.executable, "-m", "trio_mcp_http", "serve", "helpers_shutdown:server",
+        "--host", "127.0.0.1", "--port", "0", "--grace", str(grace), "--log-level", "INFO",
+    ]  # fmt: skip
+    process = await trio.lowlevel.open_process(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    lines: list[str] = []
+    found_url = trio.Event()
+    port: list[int] = []
+
+    async def read_stderr() -> None:
+        assert process.stderr is not None
+        buffer = b""
+        while chunk := await process.stderr.receive_some(65536):
+            buffer += chunk
+            *complete, buffer = buffer.split(b"\n")
+            for raw in complete:
+                line = raw.decode(errors="replace")
+                lines.append(line)
+                match = re.search(r"serving MCP at http://127\.0\.0\.1:(\d+)/mcp", line)
+                if match:
+                    port.append(int(match.group(1)))
+                    found_url.set()
+        if buffer:
+            lines.append(buffer.decode(errors="replace"))
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_stderr)
+            with trio.fail_after(20):
+                await found_url.wait()
+            yield process, port[0], lines
+            # The stderr reader ends at EOF, once the process has exited.
+    finally:
+        if process.returncode is None:
+            process.kill()
+            with trio.CancelScope(shield=True):
+                await process.wait()
+
+
+async def test_sigterm_drains_every_stream_and_answers_every_request() -> None:
+    with trio.fail_after(90):
+        async with server_process(GRACE) as (process, port, stderr_lines):
+            url = f"http://127.0.0.1:{port}/mcp"
+            limiter = trio.CapacityLimiter(25)
+            sessions: list[str] = []
+            async with httpx.AsyncClient(timeout=20) as http:
+
+                async def open_session() -> None:
+                    async with limiter:
+                        response = await http.post(url, content=json.dumps(initialize()), headers=POST_HEADERS)
+                        assert response.status_code == 200
+                        session = response.headers["mcp-session-id"]
+                        note = await http.post(
+                            url,
+                            content=json.dumps(notification("notifications/initialized")),
+                            headers=POST_HEADERS | {"mcp-session-id": session},
+                        )
+                        assert note.status_code == 202
+                        sessions.append(session)
+
+                async with trio.open_nursery() as nursery:
+                    for _ in range(N):
+                        nursery.start_soon(open_session)
+            assert len(set(sessions)) == N
+
+            session_headers = [
+                {"mcp-session-id": s, "mcp-protocol-version": LATEST} for s in sessions
+            ]
+            gets: list[HttpStream] = []
+            posts: dict[int, HttpStream] = {}
+            started_at: dict[int, float] = {}
+            try:
+
+                async def open_get(i: int) -> None:
+                    async with limiter:
+                        stream = await HttpStream.open(port, "GET", session_headers[i] | {"accept": "text/event-stream"})
+                        gets.append(stream)
+                        assert await stream.read_head() == 200
+                        priming = await stream.next_event()  # attached
+                        assert priming.id and priming.data == ""
+
+                async def open_post(i: int, seconds: float) -> None:
+                    body = json.dumps(call_tool(i, "work", meta={"progressToken": f"p{i}"}, seconds=seconds)).encode()
+                    async with limiter:
+                        stream = await HttpStream.open(port, "POST", session_headers[i] | POST_HEADERS, body)
+                        posts[i] = stream
+                        assert await stream.read_head() == 200
+                        _, started = await stream.next_message()
+                        assert started["method"] == "notifications/progress"
+                        assert started["params"]["progressToken"] == f"p{i}"
+                        started_at[i] = trio.current_time()
+
+                async with trio.open_nursery() as nursery:
+                    for i in range(N):
+                        nursery.start_soon(open_get, i)
+                long_ids = list(range(0, N, 2))
+                short_ids = list(range(1, N, 2))
+                async with trio.open_nursery() as nursery:
+                    for i in long_ids:
+                        nursery.start_soon(open_post, i, LONG)
+                # The short calls start last and just before the signal, so every one of
+                # them is still running when it arrives.
+                async with trio.open_nursery() as nursery:
+                    for i in short_ids:
+                        nursery.start_soon(open_post, i, SHORT)
+                assert len(gets) == N and len(posts) == N
+
+                process.send_signal(signal.SIGTERM)
+                signalled = trio.current_time()
+                assert max(signalled - started_at[i] for i in short_ids) < SHORT - 0.3, "setup too slow"
+
+                get_blocks: dict[int, Any] = {}
+                post_messages: dict[int, list[dict[str, Any]]] = {}
+                post_finished: dict[int, float] = {}
+                exited_after: list[float] = []
+
+                async def drain_get(i: int, stream: HttpStream) -> None:
+                    get_blocks[i] = await stream.read_to_end()  # raises unless chunked EOF is clean
+
+                async def drain_post(i: int, stream: HttpStream) -> None:
+                    post_messages[i] = messages_of(await stream.read_to_end())
+                    post_finished[i] = trio.current_time() - signalled
+
+                async def wait_exit() -> None:
+                    await process.wait()
+                    exited_after.append(trio.current_time() - signalled)
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(wait_exit)
+                    for i, stream in enumerate(gets):
+                        nursery.start_soon(drain_get, i, stream)
+                    for i, stream in posts.items():
+                        nursery.start_soon(drain_post, i, stream)
+            finally:
+                for stream in [*gets, *posts.values()]:
+                    await stream.aclose()
+
+        # Every stream ended with a clean chunked EOF.
+        assert all(stream.complete for stream in gets)
+        assert all(stream.complete for stream in posts.values())
+        assert all(stream.headers.get("transfer-encoding") == "chunked" for stream in [*gets, *posts.values()])
+        # GET streams: told when to come back (retry:), and never carried a response.
+        for blocks in get_blocks.values():
+            assert any(block.retry is not None for block in blocks)
+            assert not any(is_response(m) for m in messages_of(blocks))
+        # Every POST got exactly one JSON-RPC response: a result if it finished in time.
+        for i in short_ids:
+            responses = [m for m in post_messages[i] if is_response(m)]
+            assert responses == [
+                {"jsonrpc": "2.0", "id": i, "result": {"content": [{"type": "text", "text": f"worked {SHORT}"}]}}
+            ], responses
+            assert post_finished[i] < GRACE
+        for i in long_ids:
+            responses = [m for m in post_messages[i] if is_response(m)]
+            assert len(responses) == 1, responses
+            assert responses[0]["id"] == i
+            assert responses[0]["error"]["code"] == -32603
+            assert "shutting down" in responses[0]["error"]["message"]
+            assert post_finished[i] >= GRACE - 0.1
+        # The process exited cleanly within grace + 1 s, with nothing alarming logged.
+        assert process.returncode == 0
+        assert exited_after[0] <= GRACE + 1.0, exited_after
+        text = "\n".join(stderr_lines)
+        assert "received SIGTERM" in text
+        bad = [line for line in stderr_lines if re.search(r"\b(ERROR|CRITICAL|WARNING)\b|Traceback", line)]
+        assert bad == [], bad
+
+
+# -- the drain, step by step, in virtual time --------------------------------------------
+
+
+async def test_drain_sequence(ctl: Controller, mcp_server: McpServer, autojump_clock: trio.testing.MockClock) -> None:
+    config = TransportConfig(grace_period=10.0, final_send_timeout=1.0, retry_ms=500, retry_after=7)
+    with trio.fail_after(1000):
+        async with trio.open_nursery() as nursery:
+            app = McpHttpApp(mcp_server, config)
+            await nursery.start(app.run)
+            client = InMemoryClient(app, nursery)
+            first = await client.open_session(elicitation={})
+            second = await client.open_session(elicitation={})
+
+            get = client.call("GET", session=first)
+            assert (await get.start())[0] == 200
+            assert (await get.next_block()) is not None  # priming
+            finishing = client.call("POST", call_tool(1, "hold", key="finishing"), first)
+            lingering = client.call("POST", call_tool(2, "hold", key="lingering"), second)
+            asking = client.call("POST", call_tool(3, "ask_name"), second)
+            for call in (finishing, lingering, asking):
+                assert (await call.start())[0] == 200
+            await ctl.started["finishing"].wait()
+            await ctl.started["lingering"].wait()
+            elicitation = None
+            while elicitation is None:
+                block = await asking.next_block()
+                assert block is not None
+                message = block.message
+                if message is not None and message.get("method") == "elicitation/create":
+                    elicitation = message
+
+            drained = trio.Event()
+            began = trio.current_time()
+
+            async def drain() -> None:
+                await app.drain()
+                drained.set()
+
+            nursery.start_soon(drain)
+            await trio.testing.wait_all_tasks_blocked()
+
+            # 1. Nothing new is admitted: new sessions, requests and streams get 503.
+            for status, headers, _ in (
+                await client.request("POST", initialize()),
+                await client.request("POST", request(9, "ping"), first),
+                await client.request("GET", None, second),
+            ):
+                assert status == 503
+                assert headers["retry-after"] == "7"
+            # ... but notifications and answers to the server's own requests still are.
+            status, _, body = await client.request("POST", notification("notifications/initialized"), first)
+            assert (status, body) == (202, b"")
+            answer = {"jsonrpc": "2.0", "id": elicitation["id"], "result": {"action": "accept", "content": {"name": "Ada"}}}
+            status, _, _ = await client.request("POST", answer, second)
+            assert status == 202
+            asked = messages_of(await asking.read_to_end())
+            assert asked == [{"jsonrpc": "2.0", "id": 3, "result": {"content": [{"type": "text", "text": "Hello, Ada!"}]}}]
+
+            # 2. In-flight requests may finish within the grace period.
+            await trio.sleep(4)
+            ctl.release("finishing")
+            finished = messages_of(await finishing.read_to_end())
+            assert finished == [
+                {"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": "released finishing"}]}}
+            ]
+            assert not drained.is_set()
+
+            # 3/4. At the end of the grace period the rest is cancelled, with an error answer.
+            rest = await lingering.read_to_end()
+            assert trio.current_time() - began >= 10.0
+            assert ctl.cancelled["lingering"].is_set()
+            [error] = [m for m in messages_of(rest) if is_response(m)]
+            assert error["id"] == 2 and error["error"]["code"] == -32603
+
+            # 5. Streams end cleanly with a retry hint, and the drain returns, bounded.
+            get_rest = await get.read_to_end()
+            assert get_rest and get_rest[-1].retry == 500
+            await drained.wait()
+            assert trio.current_time() - began <= 10.0 + 2 * config.final_send_timeout
+            for call in (get, finishing, lingering, asking):
+                assert call.done.is_set()
+                assert [m["type"] for m in call.sent].count("http.response.start") == 1
+                assert [m for m in call.sent if m["type"] == "http.response.body" and not m.get("more_body")]
+            stats = app.statistics()
+            assert stats["requests_in_flight"] == 0 and stats["http_calls_in_flight"] == 0
+            assert stats["open_streams"] == 0
+            nursery.cancel_scope.cancel()
