@@ -26,6 +26,7 @@ from ._errors import (
 from ._event_store import EventStore, InMemoryEventStore, parse_event_id
 from ._http import HostPolicy, RequestHeaders, accepts, is_json_content_type, new_session_id
 from ._jsonrpc import Envelope, Kind
+from ._modern import ModernEra
 from ._server import McpServer
 from ._session import Session
 from ._stream import Attachment, JsonSlot
@@ -104,7 +105,8 @@ class McpHttpApp:
         self._calls = 0
         self._calls_idle = trio.Event()
         self._calls_idle.set()
-        self._modern: Any = None
+        #: The stateless 2026-07-28 era, served on the same endpoint (T-00).
+        self._modern = ModernEra(self)
 
     # -- lifetime ---------------------------------------------------------------------
 
@@ -144,21 +146,19 @@ class McpHttpApp:
             await self._handlers_idle.wait()
         for session in self._all_sessions():
             session.cancel_all("shutdown")
-        if self._modern is not None:
-            self._modern.cancel_all()
+        self._modern.cancel_all()
         with trio.move_on_after(self.config.final_send_timeout):
             await self._handlers_idle.wait()
         for session in self._all_sessions():
             session.close_connections(self.config.retry_ms)
-        if self._modern is not None:
-            self._modern.close_listeners()
+        self._modern.close_listeners()
         with trio.move_on_after(self.config.final_send_timeout):
             await self._calls_idle.wait()
 
     def statistics(self) -> dict[str, int]:
         """A snapshot of what is live: for monitoring and for leak tests."""
         sessions = self._all_sessions()
-        listeners = 0 if self._modern is None else self._modern.listeners
+        listeners = self._modern.listeners
         return {
             "sessions": len(self._sessions),
             "requests_in_flight": self._handlers,
@@ -216,8 +216,7 @@ class McpHttpApp:
                 if level_rank(level) < level_rank(session.log_level or "debug"):
                     continue
             session.send_unrelated(message)
-        if self._modern is not None:
-            self._modern.broadcast(method, params)
+        self._modern.broadcast(method, params)
 
     # -- ASGI -------------------------------------------------------------------------
 
@@ -315,10 +314,6 @@ class McpHttpApp:
         parsed = _jsonrpc.parse_body(body)
         version_header = headers.get("mcp-protocol-version")
         if isinstance(parsed, Envelope) and self._is_modern(parsed, headers, version_header):
-            from ._modern import ModernEra
-
-            if self._modern is None:
-                self._modern = ModernEra(self)
             await self._modern.handle(parsed, headers, receive, response)
             return
         await self._post_legacy(parsed, headers, version_header, receive, response)
