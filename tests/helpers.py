@@ -581,11 +581,17 @@ def raw_request(
     body: bytes = b"",
     headers: dict[str, str] | None = None,
     path: str = "/mcp",
+    *,
+    chunked: bool = False,
 ) -> bytes:
-    """The bytes of one HTTP/1.1 request (with a Content-Length when there is a body)."""
+    """The bytes of one HTTP/1.1 request: Content-Length framing, or 100-byte chunks."""
     lines = [f"{method} {path} HTTP/1.1", f"host: 127.0.0.1:{port}"]
     all_headers = dict(headers or {})
-    if body or method == "POST":
+    if chunked:
+        all_headers["transfer-encoding"] = "chunked"
+        framed = b"".join(b"%x\r\n%s\r\n" % (len(body[i : i + 100]), body[i : i + 100]) for i in range(0, len(body), 100))
+        body = framed + b"0\r\n\r\n"
+    elif body or method == "POST":
         all_headers.setdefault("content-length", str(len(body)))
     lines += [f"{k}: {v}" for k, v in all_headers.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
@@ -616,6 +622,16 @@ class Recorder:
     def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
         self.app = app
         self.calls: list[Recorded] = []
+        self._changed = trio.Event()
+
+    def returned(self, prefix: str) -> list[Recorded]:
+        return [c for c in self.calls if c.returned and c.tag is not None and c.tag.startswith(prefix)]
+
+    async def wait_returned(self, prefix: str, count: int) -> list[Recorded]:
+        """Until ``count`` calls tagged ``prefix...`` have returned (woken on each return)."""
+        while len(done := self.returned(prefix)) < count:
+            await self._changed.wait()
+        return done
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -637,6 +653,8 @@ class Recorder:
             await self.app(scope, receive, recording_send)
         finally:
             record.returned = True
+            self._changed.set()
+            self._changed = trio.Event()
 
 
 @asynccontextmanager
