@@ -6,8 +6,8 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-
 from helpers import Controller, build_server
+
 from trio_mcp_http import McpServer
 
 
@@ -47,4 +47,4 @@ class LogWatch:
 def logs(caplog: pytest.LogCaptureFixture) -> Iterator[LogWatch]:
     caplog.set_level(logging.DEBUG, logger="trio_mcp_http")
     caplog.set_level(logging.INFO, logger="hypercorn.error")
-    yield LogWatch(caplog)
+    return LogWatch(caplog)

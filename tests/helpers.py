@@ -161,7 +161,9 @@ def notification(method: str, params: dict[str, Any] | None = None) -> dict[str,
     return message
 
 
-def call_tool(request_id: int | str, name: str, meta: dict[str, Any] | None = None, **arguments: Any) -> dict[str, Any]:
+def call_tool(
+    request_id: int | str, name: str, meta: dict[str, Any] | None = None, **arguments: Any
+) -> dict[str, Any]:
     params: dict[str, Any] = {"name": name, "arguments": arguments}
     if meta is not None:
         params["_meta"] = meta
@@ -224,9 +226,7 @@ class SseParser:
         if line == "":
             if not self._current and self._data is None:
                 return None
-            block = SseEvent(
-                data="\n".join(self._data) if self._data is not None else None, **self._current
-            )
+            block = SseEvent(data="\n".join(self._data) if self._data is not None else None, **self._current)
             self._current = {}
             self._data = None
             return block
@@ -371,7 +371,9 @@ class Client:
         self.http = http
         self.url = url
 
-    def headers(self, session: str | None = None, version: str | None = LATEST, **extra: str) -> dict[str, str]:
+    def headers(
+        self, session: str | None = None, version: str | None = LATEST, **extra: str
+    ) -> dict[str, str]:
         headers = dict(POST_HEADERS)
         if session is not None:
             headers["mcp-session-id"] = session
@@ -386,11 +388,14 @@ class Client:
         return await self.http.post(self.url, content=content, headers=headers, **kwargs)
 
     async def open_session(self, version: str = LATEST, **capabilities: Any) -> str:
-        response = await self.post(initialize(version=version, **capabilities), headers=self.headers(version=None))
+        response = await self.post(
+            initialize(version=version, **capabilities), headers=self.headers(version=None)
+        )
         assert response.status_code == 200, response.text
         session_id = response.headers["mcp-session-id"]
         answers = response_messages(response)
-        assert answers and answers[-1]["result"]["protocolVersion"] == version
+        assert answers
+        assert answers[-1]["result"]["protocolVersion"] == version
         initialized = await self.post(notification("notifications/initialized"), session_id)
         assert initialized.status_code == 202
         return session_id
@@ -431,13 +436,13 @@ def response_messages(response: httpx.Response) -> list[dict[str, Any]]:
 
 
 @asynccontextmanager
-async def serving(
-    server: McpServer, **config: Any
-) -> AsyncIterator[tuple[Any, Client]]:
+async def serving(server: McpServer, **config: Any) -> AsyncIterator[tuple[Any, Client]]:
     """``open_mcp_server`` on 127.0.0.1 port 0, plus an httpx client for it."""
     hypercorn_options = config.pop("hypercorn", {})
     transport = replace(TransportConfig(), **config)
-    async with open_mcp_server(server, host="127.0.0.1", port=0, config=transport, **hypercorn_options) as handle:
+    async with open_mcp_server(
+        server, host="127.0.0.1", port=0, config=transport, **hypercorn_options
+    ) as handle:
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=20)
         async with httpx.AsyncClient(timeout=30, limits=limits) as http:
             yield handle, Client(http, handle.url)
@@ -589,7 +594,9 @@ def raw_request(
     all_headers = dict(headers or {})
     if chunked:
         all_headers["transfer-encoding"] = "chunked"
-        framed = b"".join(b"%x\r\n%s\r\n" % (len(body[i : i + 100]), body[i : i + 100]) for i in range(0, len(body), 100))
+        framed = b"".join(
+            b"%x\r\n%s\r\n" % (len(body[i : i + 100]), body[i : i + 100]) for i in range(0, len(body), 100)
+        )
         body = framed + b"0\r\n\r\n"
     elif body or method == "POST":
         all_headers.setdefault("content-length", str(len(body)))

@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 import trio
-
 from conftest import LogWatch
 from helpers import (
     LATEST,
@@ -30,6 +29,7 @@ from helpers import (
     send_raw,
     wait_idle,
 )
+
 from trio_mcp_http import McpHttpApp, McpServer, TransportConfig
 
 MID_BODY = 70
@@ -65,13 +65,17 @@ async def test_vanishing_clients(mcp_server: McpServer, ctl: Controller, logs: L
                 await wait_idle(sse_app)
                 await wait_idle(json_app)
                 baseline = (sse_app.statistics(), json_app.statistics())
-                assert baseline[0]["sessions"] == MID_STREAM_GET and baseline[0]["open_streams"] == 0
+                assert baseline[0]["sessions"] == MID_STREAM_GET
+                assert baseline[0]["open_streams"] == 0
 
                 limiter = trio.CapacityLimiter(40)
 
                 async def mid_body(n: int) -> None:
                     body = json.dumps(call_tool(n, "echo", text="x" * 2000)).encode()
-                    headers = POST_HEADERS | {"mcp-session-id": sse_sessions[0], "x-test-tag": f"mid-body-{n}"}
+                    headers = POST_HEADERS | {
+                        "mcp-session-id": sse_sessions[0],
+                        "x-test-tag": f"mid-body-{n}",
+                    }
                     # Content-Length or chunked framing; either way only half the body is sent.
                     data = raw_request("POST", port, body, headers, chunked=n % 2 == 0)
                     async with limiter:
@@ -151,7 +155,9 @@ async def test_vanishing_clients(mcp_server: McpServer, ctl: Controller, logs: L
                     ctl.release(f"after-{n}")
                 for n in range(MID_STREAM_POST):
                     ctl.send(f"stream-{n}", "return", "ok")
-                for key in [f"after-{n}" for n in range(AFTER_BODY)] + [f"stream-{n}" for n in range(MID_STREAM_POST)]:
+                for key in [f"after-{n}" for n in range(AFTER_BODY)] + [
+                    f"stream-{n}" for n in range(MID_STREAM_POST)
+                ]:
                     await ctl.finished[key].wait()
 
                 # Healthy: a follow-up exchange works on both apps.
@@ -165,7 +171,9 @@ async def test_vanishing_clients(mcp_server: McpServer, ctl: Controller, logs: L
                 # Back to the baseline: no session, stream, request or call leaked.
                 await wait_idle(sse_app)
                 await wait_idle(json_app)
-                for stats, before in zip((sse_app.statistics(), json_app.statistics()), baseline, strict=True):
+                for stats, before in zip(
+                    (sse_app.statistics(), json_app.statistics()), baseline, strict=True
+                ):
                     for key in ("sessions", "requests_in_flight", "http_calls_in_flight", "open_streams"):
                         assert stats[key] == before[key], (key, stats, before)
                 for session in sse_sessions:
@@ -196,25 +204,31 @@ async def test_client_gone_before_the_answer_in_sse_mode_is_not_cancellation(
     app = McpHttpApp(mcp_server, TransportConfig())
     recorder = Recorder(app)
     with trio.fail_after(20):
-        async with hypercorn_serving(recorder, app) as port:
-            async with httpx.AsyncClient(timeout=20) as http:
-                client = Client(http, f"http://127.0.0.1:{port}/mcp")
-                session = await client.open_session()
-                async with client.stream("POST", call_tool(1, "hold", key="k"), session, x_test_tag="drop") as stream:
-                    priming = await stream.next_event()
-                    await ctl.started["k"].wait()
-                [dropped] = await recorder.wait_returned("drop", 1)
-                assert dropped.statuses == [200] and dropped.body_ends == 1
-                assert app.statistics()["open_streams"] == 0
-                assert app.statistics()["requests_in_flight"] == 1
-                ctl.release("k")
-                await ctl.finished["k"].wait()
-                assert priming.id is not None
-                async with client.stream("GET", session=session, last_event_id=priming.id) as resumed:
-                    blocks = await resumed.read_to_end()
-                assert response_messages_from(blocks) == [
-                    {"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": "released k"}]}}
-                ]
+        async with hypercorn_serving(recorder, app) as port, httpx.AsyncClient(timeout=20) as http:
+            client = Client(http, f"http://127.0.0.1:{port}/mcp")
+            session = await client.open_session()
+            async with client.stream(
+                "POST", call_tool(1, "hold", key="k"), session, x_test_tag="drop"
+            ) as stream:
+                priming = await stream.next_event()
+                await ctl.started["k"].wait()
+            [dropped] = await recorder.wait_returned("drop", 1)
+            assert dropped.statuses == [200]
+            assert dropped.body_ends == 1
+            assert app.statistics()["open_streams"] == 0
+            assert app.statistics()["requests_in_flight"] == 1
+            ctl.release("k")
+            await ctl.finished["k"].wait()
+            assert priming.id is not None
+            async with client.stream("GET", session=session, last_event_id=priming.id) as resumed:
+                blocks = await resumed.read_to_end()
+            assert response_messages_from(blocks) == [
+                {
+                    "jsonrpc": "2.0",
+                    "id": 1,
+                    "result": {"content": [{"type": "text", "text": "released k"}]},
+                }
+            ]
     assert logs.errors() == []
 
 

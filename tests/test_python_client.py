@@ -17,10 +17,10 @@ from typing import Any
 import mcp_types as types
 import pytest
 import trio
-from mcp import Client
-
 from conftest import LogWatch
 from helpers import serving, wait_idle
+from mcp import Client
+
 from trio_mcp_http import McpServer
 
 EXPECTED_VERSION = {"legacy": "2025-11-25", "auto": "2026-07-28"}
@@ -47,7 +47,8 @@ async def test_official_client_round_trip(mode: str, mcp_server: McpServer, logs
     async def use_client(url: str, statistics: Any) -> None:
         async with Client(url, mode=mode, elicitation_callback=on_elicit) as client:
             assert client.protocol_version == EXPECTED_VERSION[mode]
-            assert client.server_info is not None and client.server_info.name == "lifecycle-test"
+            assert client.server_info is not None
+            assert client.server_info.name == "lifecycle-test"
             sessions = trio.from_thread.run_sync(statistics)["sessions"]
             assert sessions == (1 if mode == "legacy" else 0)
 
@@ -66,7 +67,9 @@ async def test_official_client_round_trip(mode: str, mcp_server: McpServer, logs
             greeted = await client.call_tool("ask_name", {})
             assert [c.text for c in greeted.content if isinstance(c, types.TextContent)] == ["Hello, Ada!"]
             declined = await client.call_tool("ask_name", {})
-            assert [c.text for c in declined.content if isinstance(c, types.TextContent)] == ["declined: decline"]
+            assert [c.text for c in declined.content if isinstance(c, types.TextContent)] == [
+                "declined: decline"
+            ]
 
     with trio.fail_after(30):
         async with serving(mcp_server) as (handle, _):
@@ -77,7 +80,12 @@ async def test_official_client_round_trip(mode: str, mcp_server: McpServer, logs
 
             await trio.to_thread.run_sync(asyncio.run, main())
 
-            assert progress == [(1.0, 4.0, "step 1"), (2.0, 4.0, "step 2"), (3.0, 4.0, "step 3"), (4.0, 4.0, "step 4")]
+            assert progress == [
+                (1.0, 4.0, "step 1"),
+                (2.0, 4.0, "step 2"),
+                (3.0, 4.0, "step 3"),
+                (4.0, 4.0, "step 4"),
+            ]
             assert len(elicitations) == 2
             assert all(e.message == "What is your name?" for e in elicitations)
             assert elicitations[0].requested_schema["required"] == ["name"]
@@ -85,5 +93,6 @@ async def test_official_client_round_trip(mode: str, mcp_server: McpServer, logs
             await wait_idle(handle.app)
             stats = handle.statistics()
             assert stats["sessions"] == 0, stats
-            assert stats["requests_in_flight"] == 0 and stats["open_streams"] == 0
+            assert stats["requests_in_flight"] == 0
+            assert stats["open_streams"] == 0
     assert logs.errors() == []

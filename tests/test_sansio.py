@@ -8,12 +8,17 @@ import re
 import tracemalloc
 
 import pytest
-
 from helpers import SseParser
-from trio_mcp_http import HostPolicy, InMemoryEventStore, ProtocolError
-from trio_mcp_http import _jsonrpc, _sse
+
+from trio_mcp_http import HostPolicy, InMemoryEventStore, ProtocolError, _jsonrpc, _sse
 from trio_mcp_http._event_store import format_event_id, parse_event_id
-from trio_mcp_http._http import RequestHeaders, accepts, is_json_content_type, is_valid_session_id, new_session_id
+from trio_mcp_http._http import (
+    RequestHeaders,
+    accepts,
+    is_json_content_type,
+    is_valid_session_id,
+    new_session_id,
+)
 from trio_mcp_http._jsonrpc import Kind, parse_body
 
 # -- JSON-RPC ----------------------------------------------------------------------------
@@ -22,10 +27,14 @@ from trio_mcp_http._jsonrpc import Kind, parse_body
 def test_ids_1_and_string_1_are_different_requests() -> None:
     as_int = parse_body(b'{"jsonrpc":"2.0","id":1,"method":"ping"}')
     as_str = parse_body(b'{"jsonrpc":"2.0","id":"1","method":"ping"}')
-    assert not isinstance(as_int, list) and not isinstance(as_str, list)
-    assert as_int.kind is Kind.REQUEST and as_str.kind is Kind.REQUEST
-    assert as_int.request_id == 1 and type(as_int.request_id) is int
-    assert as_str.request_id == "1" and type(as_str.request_id) is str
+    assert not isinstance(as_int, list)
+    assert not isinstance(as_str, list)
+    assert as_int.kind is Kind.REQUEST
+    assert as_str.kind is Kind.REQUEST
+    assert as_int.request_id == 1
+    assert type(as_int.request_id) is int
+    assert as_str.request_id == "1"
+    assert type(as_str.request_id) is str
     assert as_int.request_id != as_str.request_id
     # Keys of the in-flight table stay distinct, and answers echo the original type.
     assert len({as_int.request_id: "a", as_str.request_id: "b"}) == 2
@@ -83,7 +92,8 @@ def test_classification_of_single_messages() -> None:
     assert kinds == [Kind.REQUEST, Kind.NOTIFICATION, Kind.RESPONSE, Kind.RESPONSE, Kind.RESPONSE]
     # A request keeps unknown members; leading whitespace does not confuse the parser.
     spaced = parse_body(b'  \n {"jsonrpc":"2.0","id":9,"method":"x","extra":1}')
-    assert not isinstance(spaced, list) and spaced.kind is Kind.REQUEST
+    assert not isinstance(spaced, list)
+    assert spaced.kind is Kind.REQUEST
 
 
 def test_batches_parse_into_lists_in_order() -> None:
@@ -105,17 +115,23 @@ def test_batches_parse_into_lists_in_order() -> None:
 
 def test_error_encoding() -> None:
     with_id = json.loads(_jsonrpc.encode_error("x", -32601, "Method not found", {"m": "q"}))
-    assert with_id == {"jsonrpc": "2.0", "id": "x", "error": {"code": -32601, "message": "Method not found", "data": {"m": "q"}}}
+    assert with_id == {
+        "jsonrpc": "2.0",
+        "id": "x",
+        "error": {"code": -32601, "message": "Method not found", "data": {"m": "q"}},
+    }
     # T-130: an unreadable id is answered with null (JSON-RPC 2.0).
     without = json.loads(_jsonrpc.encode_error(None, -32700, "Parse error"))
-    assert without["id"] is None and without["error"] == {"code": -32700, "message": "Parse error"}
+    assert without["id"] is None
+    assert without["error"] == {"code": -32700, "message": "Parse error"}
     assert json.loads(_jsonrpc.encode_notification("n")) == {"jsonrpc": "2.0", "method": "n"}
     assert json.loads(_jsonrpc.encode_request(3, "ping")) == {"jsonrpc": "2.0", "id": 3, "method": "ping"}
 
 
 def test_utf8_round_trips_byte_exact() -> None:
     parsed = parse_body('{"jsonrpc":"2.0","id":1,"method":"echo","params":{"t":"世界"}}'.encode())
-    assert not isinstance(parsed, list) and parsed.params == {"t": "世界"}
+    assert not isinstance(parsed, list)
+    assert parsed.params == {"t": "世界"}
     encoded = _jsonrpc.encode_result(1, {"t": "世界"})
     assert "世界".encode() in encoded
 
@@ -135,10 +151,12 @@ def test_sse_event_framing() -> None:
 def test_sse_multiline_data_round_trips() -> None:
     frame = _sse.event(b"line one\nline two\r\nline three\rfour", id="1/1")
     assert frame.count(b"data: ") == 4
-    assert frame.endswith(b"\n\n") and b"\r" not in frame
+    assert frame.endswith(b"\n\n")
+    assert b"\r" not in frame
     [block] = SseParser().feed(frame)
     assert block.data == "line one\nline two\nline three\nfour"
-    assert block.id == "1/1" and block.event == "message"
+    assert block.id == "1/1"
+    assert block.event == "message"
 
 
 def test_sse_frames_parse_back_when_split_anywhere() -> None:
@@ -151,8 +169,10 @@ def test_sse_frames_parse_back_when_split_anywhere() -> None:
             blocks += parser.feed(wire[start : start + step])
         assert [b.message for b in blocks[:20]] == [{"i": i} for i in range(20)]
         assert [b.id for b in blocks[:20]] == [f"1/{i}" for i in range(20)]
-        assert blocks[20].comment == "ping" and blocks[20].data is None
-        assert blocks[21].retry == 250 and blocks[21].data is None
+        assert blocks[20].comment == "ping"
+        assert blocks[20].data is None
+        assert blocks[21].retry == 250
+        assert blocks[21].data is None
         assert not parser.pending
 
 
@@ -266,7 +286,13 @@ def test_host_policy_on_loopback() -> None:
     # Origin: absent is fine (non-browser clients), present must be a local origin.
     assert _status(policy, "127.0.0.1:8000", "http://localhost:8000") == 200
     assert _status(policy, "127.0.0.1:8000", "http://127.0.0.1:3000") == 200
-    for origin in ("http://evil.example", "https://evil.example:8000", "null", "file://", "http://localhost@evil.example"):
+    for origin in (
+        "http://evil.example",
+        "https://evil.example:8000",
+        "null",
+        "file://",
+        "http://localhost@evil.example",
+    ):
         assert _status(policy, "127.0.0.1:8000", origin) == 403, origin
     # A bad Host is refused before the Origin is looked at.
     assert _status(policy, "evil.example", "http://evil.example") == 421

@@ -21,7 +21,6 @@ from typing import Any
 import httpx
 import trio
 import trio.testing
-
 from helpers import (
     LATEST,
     POST_HEADERS,
@@ -35,6 +34,7 @@ from helpers import (
     notification,
     request,
 )
+
 from trio_mcp_http import McpHttpApp, McpServer, TransportConfig
 
 TESTS = Path(__file__).parent
@@ -54,7 +54,9 @@ async def server_process(grace: float) -> AsyncIterator[tuple[trio.Process, int,
         sys.executable, "-m", "trio_mcp_http", "serve", "helpers_shutdown:server",
         "--host", "127.0.0.1", "--port", "0", "--grace", str(grace), "--log-level", "INFO",
     ]  # fmt: skip
-    process = await trio.lowlevel.open_process(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    process = await trio.lowlevel.open_process(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
+    )
     lines: list[str] = []
     found_url = trio.Event()
     port: list[int] = []
@@ -99,7 +101,9 @@ async def test_sigterm_drains_every_stream_and_answers_every_request() -> None:
 
                 async def open_session() -> None:
                     async with limiter:
-                        response = await http.post(url, content=json.dumps(initialize()), headers=POST_HEADERS)
+                        response = await http.post(
+                            url, content=json.dumps(initialize()), headers=POST_HEADERS
+                        )
                         assert response.status_code == 200
                         session = response.headers["mcp-session-id"]
                         note = await http.post(
@@ -115,9 +119,7 @@ async def test_sigterm_drains_every_stream_and_answers_every_request() -> None:
                         nursery.start_soon(open_session)
             assert len(set(sessions)) == N
 
-            session_headers = [
-                {"mcp-session-id": s, "mcp-protocol-version": LATEST} for s in sessions
-            ]
+            session_headers = [{"mcp-session-id": s, "mcp-protocol-version": LATEST} for s in sessions]
             gets: list[HttpStream] = []
             posts: dict[int, HttpStream] = {}
             started_at: dict[int, float] = {}
@@ -125,14 +127,19 @@ async def test_sigterm_drains_every_stream_and_answers_every_request() -> None:
 
                 async def open_get(i: int) -> None:
                     async with limiter:
-                        stream = await HttpStream.open(port, "GET", session_headers[i] | {"accept": "text/event-stream"})
+                        stream = await HttpStream.open(
+                            port, "GET", session_headers[i] | {"accept": "text/event-stream"}
+                        )
                         gets.append(stream)
                         assert await stream.read_head() == 200
                         priming = await stream.next_event()  # attached
-                        assert priming.id and priming.data == ""
+                        assert priming.id
+                        assert priming.data == ""
 
                 async def open_post(i: int, seconds: float) -> None:
-                    body = json.dumps(call_tool(i, "work", meta={"progressToken": f"p{i}"}, seconds=seconds)).encode()
+                    body = json.dumps(
+                        call_tool(i, "work", meta={"progressToken": f"p{i}"}, seconds=seconds)
+                    ).encode()
                     async with limiter:
                         stream = await HttpStream.open(port, "POST", session_headers[i] | POST_HEADERS, body)
                         posts[i] = stream
@@ -155,7 +162,8 @@ async def test_sigterm_drains_every_stream_and_answers_every_request() -> None:
                 async with trio.open_nursery() as nursery:
                     for i in short_ids:
                         nursery.start_soon(open_post, i, SHORT)
-                assert len(gets) == N and len(posts) == N
+                assert len(gets) == N
+                assert len(posts) == N
 
                 process.send_signal(signal.SIGTERM)
                 signalled = trio.current_time()
@@ -190,7 +198,9 @@ async def test_sigterm_drains_every_stream_and_answers_every_request() -> None:
         # Every stream ended with a clean chunked EOF.
         assert all(stream.complete for stream in gets)
         assert all(stream.complete for stream in posts.values())
-        assert all(stream.headers.get("transfer-encoding") == "chunked" for stream in [*gets, *posts.values()])
+        assert all(
+            stream.headers.get("transfer-encoding") == "chunked" for stream in [*gets, *posts.values()]
+        )
         # GET streams: told when to come back (retry:), and never carried a response.
         for blocks in get_blocks.values():
             assert any(block.retry is not None for block in blocks)
@@ -199,7 +209,11 @@ async def test_sigterm_drains_every_stream_and_answers_every_request() -> None:
         for i in short_ids:
             responses = [m for m in post_messages[i] if is_response(m)]
             assert responses == [
-                {"jsonrpc": "2.0", "id": i, "result": {"content": [{"type": "text", "text": f"worked {SHORT}"}]}}
+                {
+                    "jsonrpc": "2.0",
+                    "id": i,
+                    "result": {"content": [{"type": "text", "text": f"worked {SHORT}"}]},
+                }
             ], responses
             assert post_finished[i] < GRACE
         for i in long_ids:
@@ -221,7 +235,9 @@ async def test_sigterm_drains_every_stream_and_answers_every_request() -> None:
 # -- the drain, step by step, in virtual time --------------------------------------------
 
 
-async def test_drain_sequence(ctl: Controller, mcp_server: McpServer, autojump_clock: trio.testing.MockClock) -> None:
+async def test_drain_sequence(
+    ctl: Controller, mcp_server: McpServer, autojump_clock: trio.testing.MockClock
+) -> None:
     config = TransportConfig(grace_period=10.0, final_send_timeout=1.0, retry_ms=500, retry_after=7)
     with trio.fail_after(1000):
         async with trio.open_nursery() as nursery:
@@ -270,18 +286,28 @@ async def test_drain_sequence(ctl: Controller, mcp_server: McpServer, autojump_c
             # ... but notifications and answers to the server's own requests still are.
             status, _, body = await client.request("POST", notification("notifications/initialized"), first)
             assert (status, body) == (202, b"")
-            answer = {"jsonrpc": "2.0", "id": elicitation["id"], "result": {"action": "accept", "content": {"name": "Ada"}}}
+            answer = {
+                "jsonrpc": "2.0",
+                "id": elicitation["id"],
+                "result": {"action": "accept", "content": {"name": "Ada"}},
+            }
             status, _, _ = await client.request("POST", answer, second)
             assert status == 202
             asked = messages_of(await asking.read_to_end())
-            assert asked == [{"jsonrpc": "2.0", "id": 3, "result": {"content": [{"type": "text", "text": "Hello, Ada!"}]}}]
+            assert asked == [
+                {"jsonrpc": "2.0", "id": 3, "result": {"content": [{"type": "text", "text": "Hello, Ada!"}]}}
+            ]
 
             # 2. In-flight requests may finish within the grace period.
             await trio.sleep(4)
             ctl.release("finishing")
             finished = messages_of(await finishing.read_to_end())
             assert finished == [
-                {"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": "released finishing"}]}}
+                {
+                    "jsonrpc": "2.0",
+                    "id": 1,
+                    "result": {"content": [{"type": "text", "text": "released finishing"}]},
+                }
             ]
             assert not drained.is_set()
 
@@ -290,11 +316,13 @@ async def test_drain_sequence(ctl: Controller, mcp_server: McpServer, autojump_c
             assert trio.current_time() - began >= 10.0
             assert ctl.cancelled["lingering"].is_set()
             [error] = [m for m in messages_of(rest) if is_response(m)]
-            assert error["id"] == 2 and error["error"]["code"] == -32603
+            assert error["id"] == 2
+            assert error["error"]["code"] == -32603
 
             # 5. Streams end cleanly with a retry hint, and the drain returns, bounded.
             get_rest = await get.read_to_end()
-            assert get_rest and get_rest[-1].retry == 500
+            assert get_rest
+            assert get_rest[-1].retry == 500
             await drained.wait()
             assert trio.current_time() - began <= 10.0 + 2 * config.final_send_timeout
             for call in (get, finishing, lingering, asking):
@@ -302,6 +330,7 @@ async def test_drain_sequence(ctl: Controller, mcp_server: McpServer, autojump_c
                 assert [m["type"] for m in call.sent].count("http.response.start") == 1
                 assert [m for m in call.sent if m["type"] == "http.response.body" and not m.get("more_body")]
             stats = app.statistics()
-            assert stats["requests_in_flight"] == 0 and stats["http_calls_in_flight"] == 0
+            assert stats["requests_in_flight"] == 0
+            assert stats["http_calls_in_flight"] == 0
             assert stats["open_streams"] == 0
             nursery.cancel_scope.cancel()

@@ -11,11 +11,9 @@ import httpx
 import pytest
 import trio
 import trio.testing
-
 from helpers import (
     ACCEPT_BOTH,
     JSON_CT,
-    Client,
     Controller,
     InMemoryClient,
     call_tool,
@@ -28,6 +26,7 @@ from helpers import (
     serving,
     wait_idle,
 )
+
 from trio_mcp_http import InMemoryEventStore, McpHttpApp, McpServer, TransportConfig
 
 TIMEOUT = 15
@@ -35,7 +34,8 @@ TIMEOUT = 15
 
 def _error_code(response: httpx.Response) -> int:
     body = response.json()
-    assert body["jsonrpc"] == "2.0" and "error" in body, body
+    assert body["jsonrpc"] == "2.0", body
+    assert "error" in body, body
     return int(body["error"]["code"])
 
 
@@ -47,12 +47,17 @@ async def test_notifications_and_responses_get_202_without_body(mcp_server: McpS
         async with serving(mcp_server) as (_, client):
             session = await client.open_session()
             note = await client.post(notification("notifications/roots/list_changed"), session)
-            assert note.status_code == 202 and note.content == b""
+            assert note.status_code == 202
+            assert note.content == b""
             # A response to a server request (unknown id: ignored, still accepted).
             answer = await client.post({"jsonrpc": "2.0", "id": 999, "result": {}}, session)
-            assert answer.status_code == 202 and answer.content == b""
-            error = await client.post({"jsonrpc": "2.0", "id": 998, "error": {"code": -1, "message": "no"}}, session)
-            assert error.status_code == 202 and error.content == b""
+            assert answer.status_code == 202
+            assert answer.content == b""
+            error = await client.post(
+                {"jsonrpc": "2.0", "id": 998, "error": {"code": -1, "message": "no"}}, session
+            )
+            assert error.status_code == 202
+            assert error.content == b""
 
 
 async def test_request_is_answered_on_an_sse_stream(mcp_server: McpServer) -> None:
@@ -66,19 +71,28 @@ async def test_request_is_answered_on_an_sse_stream(mcp_server: McpServer) -> No
                 assert reader.headers["x-accel-buffering"] == "no"
                 # T-53: a priming event (id, empty data) comes first at 2025-11-25.
                 priming = await reader.next_event()
-                assert priming.id and priming.data == ""
+                assert priming.id
+                assert priming.data == ""
                 blocks = await reader.read_to_end()
             [answer] = messages_of(blocks)
-            assert answer == {"jsonrpc": "2.0", "id": 7, "result": {"content": [{"type": "text", "text": "世界"}]}}
+            assert answer == {
+                "jsonrpc": "2.0",
+                "id": 7,
+                "result": {"content": [{"type": "text", "text": "世界"}]},
+            }
             # T-50: event ids are unique within the session.
-            assert len({b.id for b in [priming, *blocks] if b.id}) == len([b for b in [priming, *blocks] if b.id])
+            assert len({b.id for b in [priming, *blocks] if b.id}) == len(
+                [b for b in [priming, *blocks] if b.id]
+            )
 
 
 async def test_older_clients_get_no_priming_event(mcp_server: McpServer) -> None:
     with trio.fail_after(TIMEOUT):
         async with serving(mcp_server) as (_, client):
             session = await client.open_session(version="2025-03-26")
-            response = await client.post(call_tool(1, "echo", text="x"), session, headers=client.headers(session, "2025-03-26"))
+            response = await client.post(
+                call_tool(1, "echo", text="x"), session, headers=client.headers(session, "2025-03-26")
+            )
             parser_blocks = response.text.split("\n\n")
             assert all("data: \n" not in b and not b.endswith("data: ") for b in parser_blocks)
             assert [m["id"] for m in response_messages(response)] == [1]
@@ -91,12 +105,18 @@ async def test_request_is_answered_with_json_in_json_mode(mcp_server: McpServer)
             response = await client.post(call_tool("a", "echo", text="hi"), session)
             assert response.status_code == 200
             assert response.headers["content-type"] == "application/json"
-            assert response.json() == {"jsonrpc": "2.0", "id": "a", "result": {"content": [{"type": "text", "text": "hi"}]}}
+            assert response.json() == {
+                "jsonrpc": "2.0",
+                "id": "a",
+                "result": {"content": [{"type": "text", "text": "hi"}]},
+            }
             # JSON mode needs only application/json in Accept.
             only_json = await client.post(request(2, "ping"), headers=client.headers(session, accept=JSON_CT))
-            assert only_json.status_code == 200 and only_json.json()["result"] == {}
+            assert only_json.status_code == 200
+            assert only_json.json()["result"] == {}
             note = await client.post(notification("notifications/initialized"), session)
-            assert note.status_code == 202 and note.content == b""
+            assert note.status_code == 202
+            assert note.content == b""
             assert handle.statistics()["requests_in_flight"] == 0
 
 
@@ -116,14 +136,21 @@ async def test_ids_1_and_string_1_are_separate_requests(mcp_server: McpServer, c
                 await ctl.started["str"].wait()
                 assert handle.statistics()["requests_in_flight"] == 2
                 # Cancelling "1" must not touch 1.
-                cancel = await client.post(notification("notifications/cancelled", {"requestId": "1"}), session)
+                cancel = await client.post(
+                    notification("notifications/cancelled", {"requestId": "1"}), session
+                )
                 assert cancel.status_code == 202
                 await ctl.cancelled["str"].wait()
                 assert not ctl.cancelled["int"].is_set()
                 ctl.release("int")
-            assert results[1].json() == {"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": "released int"}]}}
+            assert results[1].json() == {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "result": {"content": [{"type": "text", "text": "released int"}]},
+            }
             # JSON mode has no stream to stay silent on: the cancelled request is answered with an error.
-            assert results["1"].json()["id"] == "1" and "error" in results["1"].json()
+            assert results["1"].json()["id"] == "1"
+            assert "error" in results["1"].json()
 
 
 # -- header rules on the wire ------------------------------------------------------------
@@ -138,7 +165,9 @@ async def test_header_rules(mcp_server: McpServer) -> None:
             for accept in ("application/json", "text/event-stream", "text/html"):
                 response = await client.post(ping, headers=client.headers(session, accept=accept))
                 assert response.status_code == 406, accept
-            get = await client.http.get(client.url, headers={"accept": "application/json", "mcp-session-id": session})
+            get = await client.http.get(
+                client.url, headers={"accept": "application/json", "mcp-session-id": session}
+            )
             assert get.status_code == 406
             # Content-Type must be JSON (T-11).
             for content_type in ("text/plain", "application/x-www-form-urlencoded"):
@@ -162,9 +191,11 @@ async def test_header_rules(mcp_server: McpServer) -> None:
             assert response_messages(absent)[-1] == {"jsonrpc": "2.0", "id": 1, "result": {}}
             # Parse and envelope errors: 400 with -32700 / -32600.
             garbage = await client.post(b"{nope", session)
-            assert garbage.status_code == 400 and _error_code(garbage) == -32700
+            assert garbage.status_code == 400
+            assert _error_code(garbage) == -32700
             invalid = await client.post({"jsonrpc": "2.0", "method": 5}, session)
-            assert invalid.status_code == 400 and _error_code(invalid) == -32600
+            assert invalid.status_code == 400
+            assert _error_code(invalid) == -32600
             # The session survived all of it.
             assert (await client.post(ping, session)).status_code == 200
 
@@ -176,16 +207,20 @@ async def test_origin_and_host_are_checked(mcp_server: McpServer) -> None:
             evil_origin = await client.http.post(
                 client.url, content=body, headers=client.headers(version=None, origin="http://evil.example")
             )
-            assert evil_origin.status_code == 403 and _error_code(evil_origin) == -32600
+            assert evil_origin.status_code == 403
+            assert _error_code(evil_origin) == -32600
             evil_host = await client.http.post(
                 client.url, content=body, headers=client.headers(version=None, host="evil.example")
             )
             assert evil_host.status_code == 421
             assert handle.statistics()["sessions"] == 0
             local = await client.http.post(
-                client.url, content=body, headers=client.headers(version=None, origin=f"http://localhost:{handle.port}")
+                client.url,
+                content=body,
+                headers=client.headers(version=None, origin=f"http://localhost:{handle.port}"),
             )
-            assert local.status_code == 200 and "mcp-session-id" in local.headers
+            assert local.status_code == 200
+            assert "mcp-session-id" in local.headers
 
 
 # -- sessions --------------------------------------------------------------------------
@@ -204,7 +239,9 @@ async def test_unknown_and_missing_session_ids(mcp_server: McpServer) -> None:
                 )
                 assert unknown.status_code == 404, method
                 assert _error_code(unknown) == -32001
-                missing = await client.http.request(method, client.url, content=content, headers=client.headers() | extra)
+                missing = await client.http.request(
+                    method, client.url, content=content, headers=client.headers() | extra
+                )
                 assert missing.status_code == 400, method
             assert handle.statistics()["sessions"] == 1
 
@@ -246,7 +283,9 @@ async def test_rejected_initialize_leaves_no_session(mcp_server: McpServer) -> N
             response = await client.post(bad, headers=client.headers(version=None))
             assert response.status_code == 400
             assert "mcp-session-id" not in response.headers
-            batched = await client.post([initialize(1), request(2, "ping")], headers=client.headers(version=None))
+            batched = await client.post(
+                [initialize(1), request(2, "ping")], headers=client.headers(version=None)
+            )
             assert batched.status_code == 400
             assert handle.statistics()["sessions"] == 0
 
@@ -275,11 +314,15 @@ async def test_stateless_mode(mcp_server: McpServer) -> None:
             assert response_messages(init)[-1]["result"]["protocolVersion"] == "2025-11-25"
             # No session needed on a fresh connection.
             async with httpx.AsyncClient() as fresh:
-                call = await fresh.post(client.url, content=json.dumps(call_tool(2, "echo", text="s")), headers=client.headers())
+                call = await fresh.post(
+                    client.url, content=json.dumps(call_tool(2, "echo", text="s")), headers=client.headers()
+                )
             assert call.status_code == 200
             assert response_messages(call)[-1]["result"]["content"][0]["text"] == "s"
             assert (await client.post(notification("notifications/initialized"))).status_code == 202
-            assert (await client.http.get(client.url, headers={"accept": "text/event-stream"})).status_code == 405
+            assert (
+                await client.http.get(client.url, headers={"accept": "text/event-stream"})
+            ).status_code == 405
             assert (await client.http.delete(client.url)).status_code == 405
             assert handle.statistics()["sessions"] == 0
             assert handle.statistics()["requests_in_flight"] == 0
@@ -291,7 +334,8 @@ async def test_body_limit_answers_413(mcp_server: McpServer) -> None:
             session = await client.open_session()
             big = call_tool(1, "echo", text="x" * 4096)
             declared = await client.post(big, session)
-            assert declared.status_code == 413 and _error_code(declared) == -32600
+            assert declared.status_code == 413
+            assert _error_code(declared) == -32600
 
             async def chunks() -> Any:
                 payload = json.dumps(big).encode()
@@ -319,7 +363,9 @@ async def test_one_standalone_get_stream_per_session(mcp_server: McpServer) -> N
                 assert first.status == 200
                 assert first.headers["content-type"] == "text/event-stream"
                 await first.next_event()  # priming: the stream is attached
-                second = await client.http.get(client.url, headers={"accept": "text/event-stream", "mcp-session-id": session})
+                second = await client.http.get(
+                    client.url, headers={"accept": "text/event-stream", "mcp-session-id": session}
+                )
                 assert second.status_code == 409
                 # Another session has its own slot.
                 async with client.stream("GET", session=other) as elsewhere:
@@ -345,9 +391,10 @@ async def test_every_message_goes_to_exactly_one_stream(mcp_server: McpServer, c
     with trio.fail_after(TIMEOUT):
         async with serving(mcp_server) as (_, client):
             session = await client.open_session()
-            async with client.stream("GET", session=session) as get, client.stream(
-                "POST", call_tool(5, "scripted", key="s"), session
-            ) as post:
+            async with (
+                client.stream("GET", session=session) as get,
+                client.stream("POST", call_tool(5, "scripted", key="s"), session) as post,
+            ):
                 await get.next_event()
                 await post.next_event()
                 await ctl.started["s"].wait()
@@ -356,7 +403,8 @@ async def test_every_message_goes_to_exactly_one_stream(mcp_server: McpServer, c
                 _, on_get = await get.next_message()
                 _, on_post = await post.next_message()
                 assert on_get["method"] == "notifications/tools/list_changed"
-                assert on_post["method"] == "notifications/message" and on_post["params"]["data"] == "from the tool"
+                assert on_post["method"] == "notifications/message"
+                assert on_post["params"]["data"] == "from the tool"
                 ctl.send("s", "return", "bye")
                 post_rest = await post.read_to_end()
                 # A sentinel after everything else: anything misrouted would come before it.
@@ -391,8 +439,11 @@ async def test_cancelled_request_gets_no_response(mcp_server: McpServer, ctl: Co
                 ctl.send("c", "notify", "working")
                 _, first = await reader.next_message()
                 assert first["method"] == "notifications/message"
-                cancel = await client.post(notification("notifications/cancelled", {"requestId": 11, "reason": "t"}), session)
-                assert cancel.status_code == 202 and cancel.content == b""
+                cancel = await client.post(
+                    notification("notifications/cancelled", {"requestId": 11, "reason": "t"}), session
+                )
+                assert cancel.status_code == 202
+                assert cancel.content == b""
                 await ctl.cancelled["c"].wait()
                 rest = await reader.read_to_end()
             assert reader.eof
@@ -401,7 +452,9 @@ async def test_cancelled_request_gets_no_response(mcp_server: McpServer, ctl: Co
             # Cancelling something unknown or finished is harmless (T-110).
             again = await client.post(notification("notifications/cancelled", {"requestId": 11}), session)
             assert again.status_code == 202
-            junk = await client.post(notification("notifications/cancelled", {"requestId": {"x": 1}}), session)
+            junk = await client.post(
+                notification("notifications/cancelled", {"requestId": {"x": 1}}), session
+            )
             assert junk.status_code == 202
             ping = await client.post(request(12, "ping"), session)
             assert response_messages(ping)[-1] == {"jsonrpc": "2.0", "id": 12, "result": {}}
@@ -420,9 +473,10 @@ async def test_resume_after_dropping_a_post_stream(ctl: Controller) -> None:
         async with serving(server_a) as (handle, client):
             session = await client.open_session()
             other_session = await client.open_session()
-            async with client.stream("POST", call_tool(2, "scripted", key="sibling"), session) as sibling, client.stream(
-                "POST", call_tool(3, "scripted", key="foreign"), other_session
-            ) as foreign:
+            async with (
+                client.stream("POST", call_tool(2, "scripted", key="sibling"), session) as sibling,
+                client.stream("POST", call_tool(3, "scripted", key="foreign"), other_session) as foreign,
+            ):
                 await sibling.next_event()
                 await foreign.next_event()
                 await ctl.started["sibling"].wait()
@@ -436,7 +490,8 @@ async def test_resume_after_dropping_a_post_stream(ctl: Controller) -> None:
                     _, m1 = await dropped.next_message()
                     assert m1["params"]["data"] == "m1"
                     last_seen = dropped.seen[-1].id
-                    assert first.id and last_seen
+                    assert first.id
+                    assert last_seen
                 # The connection is gone; the request carries on (T-34).
                 for i in range(2, 6):
                     ctl.send("main", "notify", f"m{i}")
@@ -450,7 +505,12 @@ async def test_resume_after_dropping_a_post_stream(ctl: Controller) -> None:
                     assert resuming.status == 200
                     resumed = await resuming.read_to_end()
                 resumed_messages = messages_of(resumed)
-                assert [m.get("params", {}).get("data") for m in resumed_messages[:-1]] == ["m2", "m3", "m4", "m5"]
+                assert [m.get("params", {}).get("data") for m in resumed_messages[:-1]] == [
+                    "m2",
+                    "m3",
+                    "m4",
+                    "m5",
+                ]
                 assert resumed_messages[-1] == {
                     "jsonrpc": "2.0",
                     "id": 1,
@@ -458,23 +518,37 @@ async def test_resume_after_dropping_a_post_stream(ctl: Controller) -> None:
                 }
                 # Nothing seen before the drop is repeated; ids continue the dropped stream's.
                 stream_prefix = last_seen.split("/")[0]
-                assert all(b.id is not None and b.id.split("/")[0] == stream_prefix for b in resumed if b.data is not None)
+                assert all(
+                    b.id is not None and b.id.split("/")[0] == stream_prefix
+                    for b in resumed
+                    if b.data is not None
+                )
                 assert all(b.id not in {e.id for e in dropped.seen} for b in resumed if b.id)
 
                 # The untouched streams got exactly their own events, in order, live.
-                for reader, key, prefix, request_id in ((sibling, "sibling", "s", 2), (foreign, "foreign", "f", 3)):
+                for reader, key, prefix, request_id in (
+                    (sibling, "sibling", "s", 2),
+                    (foreign, "foreign", "f", 3),
+                ):
                     got = [(await reader.next_message())[1]["params"]["data"] for _ in range(4)]
                     assert got == [f"{prefix}{i}" for i in range(2, 6)]
                     ctl.send(key, "return", key)
                     tail = messages_of(await reader.read_to_end())
-                    assert tail == [{"jsonrpc": "2.0", "id": request_id, "result": {"content": [{"type": "text", "text": key}]}}]
+                    assert tail == [
+                        {
+                            "jsonrpc": "2.0",
+                            "id": request_id,
+                            "result": {"content": [{"type": "text", "text": key}]},
+                        }
+                    ]
 
             # A resume of another session's stream id is refused; so is an unknown one.
             foreign_id = foreign.seen[0].id
             assert foreign_id is not None
             for bad in ("999/1", "garbage"):
                 refused = await client.http.get(
-                    client.url, headers=client.headers(session) | {"accept": "text/event-stream", "last-event-id": bad}
+                    client.url,
+                    headers=client.headers(session) | {"accept": "text/event-stream", "last-event-id": bad},
                 )
                 assert refused.status_code == 400, bad
             assert handle.statistics()["requests_in_flight"] == 0
@@ -491,7 +565,8 @@ async def test_handler_can_close_its_connection_and_client_resumes(ctl: Controll
                 ctl.send("p", "close")
                 blocks = await reader.read_to_end()
             assert [m["params"]["data"] for m in messages_of(blocks)] == ["before"]
-            assert blocks[-1].retry == 1234 and blocks[-1].data is None
+            assert blocks[-1].retry == 1234
+            assert blocks[-1].data is None
             last_id = [b.id for b in [*reader.seen] if b.id][-1]
             ctl.send("p", "notify", "after")
             ctl.send("p", "return", "finished")
@@ -500,7 +575,11 @@ async def test_handler_can_close_its_connection_and_client_resumes(ctl: Controll
             async with client.stream("GET", session=session, last_event_id=last_id) as resuming:
                 resumed = messages_of(await resuming.read_to_end())
             assert resumed == [
-                {"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": "after"}},
+                {
+                    "jsonrpc": "2.0",
+                    "method": "notifications/message",
+                    "params": {"level": "info", "data": "after"},
+                },
                 {"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": "finished"}]}},
             ]
 
@@ -514,7 +593,9 @@ def _server(ctl: Controller) -> McpServer:
 # -- in memory, in virtual time ----------------------------------------------------------
 
 
-async def _running_app(nursery: trio.Nursery, server: McpServer, **config: Any) -> tuple[McpHttpApp, InMemoryClient]:
+async def _running_app(
+    nursery: trio.Nursery, server: McpServer, **config: Any
+) -> tuple[McpHttpApp, InMemoryClient]:
     app = McpHttpApp(server, TransportConfig(**config))
     await nursery.start(app.run)
     return app, InMemoryClient(app, nursery)
@@ -528,11 +609,14 @@ async def test_idle_session_expires(mcp_server: McpServer, autojump_clock: trio.
             busy = await client.open_session()
             await trio.sleep(59)
             # A request restarts the clock of its session only.
-            status, _, _ = await client.request("POST", request(1, "ping"), busy, mcp_protocol_version="2025-11-25")
+            status, _, _ = await client.request(
+                "POST", request(1, "ping"), busy, mcp_protocol_version="2025-11-25"
+            )
             assert status == 200
             await trio.sleep(2)
             status, _, body = await client.request("POST", request(2, "ping"), session)
-            assert status == 404 and json.loads(body)["error"]["code"] == -32001
+            assert status == 404
+            assert json.loads(body)["error"]["code"] == -32001
             assert app.statistics()["sessions"] == 1
             await trio.sleep(57)  # t = 118: 59 s since the ping
             assert app.statistics()["sessions"] == 1
@@ -546,18 +630,24 @@ async def test_open_stream_keeps_a_session_alive_but_keepalives_do_not(
 ) -> None:
     with trio.fail_after(10_000):
         async with trio.open_nursery() as nursery:
-            app, client = await _running_app(nursery, mcp_server, session_idle_timeout=60.0, keepalive_interval=15.0)
+            app, client = await _running_app(
+                nursery, mcp_server, session_idle_timeout=60.0, keepalive_interval=15.0
+            )
             session = await client.open_session()
             get = client.call("GET", session=session)
             status, headers = await get.start()
-            assert status == 200 and headers["content-type"] == "text/event-stream"
+            assert status == 200
+            assert headers["content-type"] == "text/event-stream"
             priming = await get.next_block()
-            assert priming is not None and priming.id
+            assert priming is not None
+            assert priming.id
             start = trio.current_time()
             comments = []
             while trio.current_time() - start < 600:
                 block = await get.next_block()
-                assert block is not None and block.comment is not None and block.data is None
+                assert block is not None
+                assert block.comment is not None
+                assert block.data is None
                 comments.append(trio.current_time() - start)
             # A keep-alive every 15 s of silence, and the session outlived its timeout tenfold.
             assert comments[:3] == pytest.approx([15.0, 30.0, 45.0])
@@ -579,7 +669,9 @@ async def test_running_request_keeps_a_session_alive(
 ) -> None:
     with trio.fail_after(10_000):
         async with trio.open_nursery() as nursery:
-            app, client = await _running_app(nursery, mcp_server, session_idle_timeout=60.0, json_response=True)
+            app, client = await _running_app(
+                nursery, mcp_server, session_idle_timeout=60.0, json_response=True
+            )
             session = await client.open_session()
             call = client.call("POST", call_tool(1, "hold", key="long"), session)
             await ctl.started["long"].wait()
@@ -608,7 +700,9 @@ async def test_stored_events_stay_bounded_under_a_long_stream(mcp_server: McpSer
             )
             session = await client.open_session()
             for request_id in range(1, 4):
-                status, _, body = await client.request("POST", call_tool(request_id, "chatter", count=1000, size=200), session)
+                status, _, body = await client.request(
+                    "POST", call_tool(request_id, "chatter", count=1000, size=200), session
+                )
                 assert status == 200
                 messages = [m for m in _sse_messages(body)]
                 assert len(messages) == 1001
