@@ -21,6 +21,7 @@ from typing import Any
 import trio
 from helpers import Client, call_tool, request, response_messages, serving
 
+from trio_mcp_http import Context, McpServer
 from trio_mcp_http.conformance import server as conformance_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,6 +135,38 @@ async def test_fixture_surface_is_what_the_suite_looks_up() -> None:
             "text": '{"id":"123","templateTest":true,"data":"Data for ID: 123"}',
         }
     ]
+
+
+# -- SSE polling (server-sse-polling) -------------------------------------------------------
+
+
+async def test_closed_stream_keeps_its_retry_hint_when_the_tool_returns_at_once() -> None:
+    # test_reconnection without its pause: the result is published while the closed
+    # connection is still being written out.  The connection must still say when to
+    # come back (retry:), and the result must wait in the store for the resumed GET.
+    server = McpServer("polling", "1.0.0")
+
+    @server.tool()
+    async def close_and_return(ctx: Context) -> str:
+        """Close the SSE stream and return at once."""
+        ctx.close_sse_stream(retry_ms=250)
+        return "after the close"
+
+    with trio.fail_after(20):
+        async with serving(server) as (_, client):
+            session = await client.open_session()
+            async with client.stream("POST", call_tool(1, "close_and_return"), session) as reader:
+                blocks = await reader.read_to_end()
+            assert [(b.data, b.retry) for b in blocks] == [("", None), (None, 250)]
+            last_event_id = blocks[0].id
+            assert last_event_id is not None
+            async with client.stream("GET", session=session, last_event_id=last_event_id) as reader:
+                _, message = await reader.next_message()
+    assert message == {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "result": {"content": [{"type": "text", "text": "after the close"}]},
+    }
 
 
 # -- input requests, session era: real server-to-client requests --------------------------

@@ -31,7 +31,7 @@ __all__ = ["Attachment", "JsonSlot", "SseStream"]
 class Attachment:
     """A connection's view of a stream: frames to replay first, then the live channel."""
 
-    __slots__ = ("prelude", "receive", "stream")
+    __slots__ = ("detached", "prelude", "receive", "stream")
 
     def __init__(
         self, stream: SseStream, prelude: list[bytes], receive: trio.MemoryReceiveChannel[bytes]
@@ -39,6 +39,10 @@ class Attachment:
         self.stream = stream
         self.prelude = prelude
         self.receive = receive
+        #: The stream let go of this connection before it finished: the client must
+        #: come back for the rest.  (The stream may finish meanwhile, before the
+        #: writer notices; only this flag says which way its channel was closed.)
+        self.detached = False
 
 
 class SseStream:
@@ -157,6 +161,8 @@ class SseStream:
             self.retry_ms = retry_ms
         if self._send is not None:
             self.closed_connections += 1
+            if self._current is not None:
+                self._current.detached = True
             self._send.close()
             self._drop_send()
 

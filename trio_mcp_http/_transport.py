@@ -472,9 +472,9 @@ class McpHttpApp:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(watch_disconnect, receive, response, nursery.cancel_scope)
                 await self._pump(attachment.receive, response)
-                if not stream.finished and stream.resumable:
-                    # The connection ends but the stream does not: tell the client
-                    # when to come back for the rest (T-55).
+                if attachment.detached and stream.resumable:
+                    # The connection ends but the stream did not end on it: tell the
+                    # client when to come back for the rest (T-55).
                     await response.chunk(_sse.retry(stream.retry_ms or self.config.retry_ms))
                 nursery.cancel_scope.cancel()
         finally:
