@@ -486,6 +486,7 @@ class AsgiCall:
         self._send_out, self._recv_out = trio.open_memory_channel[dict[str, Any]](math.inf)
         self._parser = SseParser()
         self._ready_blocks: list[SseEvent] = []
+        self._stalled: trio.Event | None = None
 
     async def _receive(self) -> dict[str, Any]:
         if not self._body_sent:
@@ -495,8 +496,20 @@ class AsgiCall:
         return {"type": "http.disconnect"}
 
     async def _send(self, message: dict[str, Any]) -> None:
+        if self._stalled is not None:
+            # A client that stopped reading: the server's send blocks (full socket buffers).
+            await self._stalled.wait()
         self.sent.append(message)
         self._send_out.send_nowait(message)
+
+    def stall(self) -> None:
+        """From now on, the app's sends block until :meth:`resume`."""
+        self._stalled = trio.Event()
+
+    def resume(self) -> None:
+        if self._stalled is not None:
+            self._stalled.set()
+            self._stalled = None
 
     async def run(self) -> None:
         try:

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from functools import partial
 from typing import Any
 
 import httpx
 import pytest
 import trio
 import trio.testing
+from conftest import LogWatch
 from helpers import (
     ACCEPT_BOTH,
     JSON_CT,
+    Client,
     Controller,
     InMemoryClient,
     call_tool,
@@ -26,6 +29,8 @@ from helpers import (
     serving,
     wait_idle,
 )
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
 
 from trio_mcp_http import InMemoryEventStore, McpHttpApp, McpServer, TransportConfig
 
@@ -251,14 +256,21 @@ async def test_delete_then_404_for_every_method(mcp_server: McpServer, ctl: Cont
         async with serving(mcp_server) as (handle, client):
             session = await client.open_session()
             other = await client.open_session()
-            async with client.stream("POST", call_tool(1, "hold", key="held"), session) as reader:
+            async with (
+                client.stream("GET", session=session) as get,
+                client.stream("POST", call_tool(1, "hold", key="held"), session) as reader,
+            ):
+                await get.next_event()
                 await reader.next_event()
                 await ctl.started["held"].wait()
                 deleted = await client.delete(session)
                 assert deleted.status_code == 204
-                # The in-flight handler is cancelled and its stream ends cleanly.
+                # The in-flight handler is cancelled and both streams end cleanly.
                 await ctl.cancelled["held"].wait()
                 await reader.read_to_end()
+                await get.read_to_end()
+                assert reader.complete
+                assert get.complete
             for method in ("POST", "GET", "DELETE"):
                 extra = {"accept": "text/event-stream"} if method == "GET" else {}
                 response = await client.http.request(
@@ -543,9 +555,15 @@ async def test_resume_after_dropping_a_post_stream(ctl: Controller) -> None:
                     ]
 
             # A resume of another session's stream id is refused; so is an unknown one.
-            foreign_id = foreign.seen[0].id
-            assert foreign_id is not None
-            for bad in ("999/1", "garbage"):
+            # Event ids are scoped to their session: another session's id never reaches
+            # that session's events, whatever stream of ours it happens to name.
+            foreign_id = next(b.id for b in foreign.seen if b.id)
+            async with client.stream("GET", session=session, last_event_id=foreign_id) as crossing:
+                crossed = await crossing.read_to_end() if crossing.status == 200 else []
+            crossed_data = [m.get("params", {}).get("data") for m in messages_of(crossed)]
+            assert not any(str(d).startswith("f") for d in crossed_data), crossed_data
+            assert all(m.get("id") != 3 for m in messages_of(crossed))
+            for bad in ("999/1", "garbage", "1/999999"):
                 refused = await client.http.get(
                     client.url,
                     headers=client.headers(session) | {"accept": "text/event-stream", "last-event-id": bad},
@@ -726,3 +744,69 @@ async def test_accept_header_with_wildcards_is_enough(mcp_server: McpServer) -> 
                 status, _, _ = await client.request("POST", request(1, "ping"), session, accept=accept)
                 assert status == 200, accept
             nursery.cancel_scope.cancel()
+
+
+async def test_slow_reader_is_cut_loose_and_resumes_without_loss(
+    mcp_server: McpServer, ctl: Controller
+) -> None:
+    """A reader that stops reading is detached once its bounded buffer is full: the
+    publisher never blocks, the connection ends with retry:, and a resume delivers the
+    rest, every event exactly once."""
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            app, client = await _running_app(nursery, mcp_server, stream_buffer_size=4, retry_ms=250)
+            session = await client.open_session()
+            call = client.call("POST", call_tool(1, "scripted", key="slow"), session)
+            assert (await call.start())[0] == 200
+            priming = await call.next_block()
+            assert priming is not None
+            assert priming.id is not None
+            call.stall()
+            await ctl.started["slow"].wait()
+            for i in range(40):
+                ctl.send("slow", "notify", f"n{i}")
+            ctl.send("slow", "return", "fin")
+            await ctl.finished["slow"].wait()  # the publisher was never held up
+            call.resume()
+            blocks = await call.read_to_end()
+            first_part = messages_of(blocks)
+            assert len(first_part) < 40, "the stalled connection should have been cut loose"
+            assert blocks[-1].retry == 250
+            assert not any(is_response(m) for m in first_part)
+            last_id = [b.id for b in [priming, *blocks] if b.id][-1]
+            resumed = client.call("GET", session=session, last_event_id=last_id)
+            assert (await resumed.start())[0] == 200
+            rest = messages_of(await resumed.read_to_end())
+            everything = first_part + rest
+            assert [m["params"]["data"] for m in everything[:-1]] == [f"n{i}" for i in range(40)]
+            assert everything[-1] == {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "result": {"content": [{"type": "text", "text": "fin"}]},
+            }
+            assert app.statistics()["open_streams"] == 0
+            nursery.cancel_scope.cancel()
+
+
+async def test_app_started_by_the_lifespan_protocol(mcp_server: McpServer, logs: LogWatch) -> None:
+    """``hypercorn -k trio module:app``: the app is run by lifespan startup and stopped
+    by lifespan shutdown."""
+    app = McpHttpApp(mcp_server, TransportConfig())
+    config = HypercornConfig()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = None
+    stop = trio.Event()
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            binds = await nursery.start(partial(hypercorn_serve, app, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
+            assert app.running
+            async with httpx.AsyncClient() as http:
+                client = Client(http, binds[0] + "/mcp")
+                session = await client.open_session()
+                echo = await client.post(call_tool(1, "echo", text="lifespan"), session)
+                assert response_messages(echo)[-1]["result"]["content"][0]["text"] == "lifespan"
+            assert app.statistics()["sessions"] == 1
+            stop.set()
+        assert not app.running
+        assert app.statistics()["sessions"] == 0
+    assert logs.errors() == []

@@ -180,7 +180,8 @@ class SseStream:
             self._on_change(-1)
 
     def replay_after(self, seq: int) -> list[bytes] | None:
-        if self._store is None:
+        if self._store is None or seq > self._seq:
+            # T-57: an id this stream never issued is unknown, not a resume point.
             return None
         return self._store.replay_after(self.number, seq)
 
