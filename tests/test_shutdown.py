@@ -93,30 +93,30 @@ async def server_process(grace: float) -> AsyncIterator[tuple[trio.Process, int,
 
 async def test_sigterm_drains_every_stream_and_answers_every_request() -> None:
     with trio.fail_after(90):
-        async with server_process(GRACE) as (process, port, stderr_lines):
+        async with (
+            server_process(GRACE) as (process, port, stderr_lines),
+            httpx.AsyncClient(timeout=20) as http,
+        ):
             url = f"http://127.0.0.1:{port}/mcp"
             limiter = trio.CapacityLimiter(25)
             sessions: list[str] = []
-            async with httpx.AsyncClient(timeout=20) as http:
 
-                async def open_session() -> None:
-                    async with limiter:
-                        response = await http.post(
-                            url, content=json.dumps(initialize()), headers=POST_HEADERS
-                        )
-                        assert response.status_code == 200
-                        session = response.headers["mcp-session-id"]
-                        note = await http.post(
-                            url,
-                            content=json.dumps(notification("notifications/initialized")),
-                            headers=POST_HEADERS | {"mcp-session-id": session},
-                        )
-                        assert note.status_code == 202
-                        sessions.append(session)
+            async def open_session() -> None:
+                async with limiter:
+                    response = await http.post(url, content=json.dumps(initialize()), headers=POST_HEADERS)
+                    assert response.status_code == 200
+                    session = response.headers["mcp-session-id"]
+                    note = await http.post(
+                        url,
+                        content=json.dumps(notification("notifications/initialized")),
+                        headers=POST_HEADERS | {"mcp-session-id": session},
+                    )
+                    assert note.status_code == 202
+                    sessions.append(session)
 
-                async with trio.open_nursery() as nursery:
-                    for _ in range(N):
-                        nursery.start_soon(open_session)
+            async with trio.open_nursery() as nursery:
+                for _ in range(N):
+                    nursery.start_soon(open_session)
             assert len(set(sessions)) == N
 
             session_headers = [{"mcp-session-id": s, "mcp-protocol-version": LATEST} for s in sessions]
@@ -174,19 +174,43 @@ async def test_sigterm_drains_every_stream_and_answers_every_request() -> None:
                 post_finished: dict[int, float] = {}
                 exited_after: list[float] = []
 
+                get_finished: dict[int, float] = {}
+                first_short_done = trio.Event()
+
                 async def drain_get(i: int, stream: HttpStream) -> None:
                     get_blocks[i] = await stream.read_to_end()  # raises unless chunked EOF is clean
+                    get_finished[i] = trio.current_time() - signalled
 
                 async def drain_post(i: int, stream: HttpStream) -> None:
                     post_messages[i] = messages_of(await stream.read_to_end())
                     post_finished[i] = trio.current_time() - signalled
+                    if i in short_ids:
+                        first_short_done.set()
 
                 async def wait_exit() -> None:
                     await process.wait()
                     exited_after.append(trio.current_time() - signalled)
 
+                refusals: list[httpx.Response] = []
+
+                async def try_new_work() -> None:
+                    # Once a short call has finished, the drain has certainly begun: new
+                    # sessions and new requests are refused, over kept-alive connections.
+                    await first_short_done.wait()
+                    refusals.append(
+                        await http.post(url, content=json.dumps(initialize()), headers=POST_HEADERS)
+                    )
+                    refusals.append(
+                        await http.post(
+                            url,
+                            content=json.dumps(request(1, "ping")),
+                            headers=POST_HEADERS | session_headers[0],
+                        )
+                    )
+
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(wait_exit)
+                    nursery.start_soon(try_new_work)
                     for i, stream in enumerate(gets):
                         nursery.start_soon(drain_get, i, stream)
                     for i, stream in posts.items():
@@ -201,7 +225,12 @@ async def test_sigterm_drains_every_stream_and_answers_every_request() -> None:
         assert all(
             stream.headers.get("transfer-encoding") == "chunked" for stream in [*gets, *posts.values()]
         )
-        # GET streams: told when to come back (retry:), and never carried a response.
+        # Draining refused new work with 503 + Retry-After.
+        assert [r.status_code for r in refusals] == [503, 503]
+        assert all(int(r.headers["retry-after"]) > 0 for r in refusals)
+        # GET streams stayed open while requests could still finish (step 2), then were
+        # closed (step 3), told when to come back (retry:); they never carried a response.
+        assert min(get_finished.values()) >= GRACE - 0.2
         for blocks in get_blocks.values():
             assert any(block.retry is not None for block in blocks)
             assert not any(is_response(m) for m in messages_of(blocks))
@@ -333,4 +362,42 @@ async def test_drain_sequence(
             assert stats["requests_in_flight"] == 0
             assert stats["http_calls_in_flight"] == 0
             assert stats["open_streams"] == 0
+            nursery.cancel_scope.cancel()
+
+
+async def test_drain_answers_json_mode_requests(
+    ctl: Controller, mcp_server: McpServer, autojump_clock: trio.testing.MockClock
+) -> None:
+    """JSON-response mode has no stream to carry an error later: the cancelled request's
+    JSON body is the error, and the one that finished in time gets its result."""
+    config = TransportConfig(json_response=True, grace_period=5.0)
+    with trio.fail_after(1000):
+        async with trio.open_nursery() as nursery:
+            app = McpHttpApp(mcp_server, config)
+            await nursery.start(app.run)
+            client = InMemoryClient(app, nursery)
+            session = await client.open_session()
+            quick = client.call("POST", call_tool(1, "hold", key="quick"), session)
+            slow = client.call("POST", call_tool("two", "hold", key="slow"), session)
+            await ctl.started["quick"].wait()
+            await ctl.started["slow"].wait()
+            began = trio.current_time()
+            nursery.start_soon(app.drain)
+            await trio.sleep(2)
+            ctl.release("quick")
+            assert (await quick.start())[0] == 200
+            assert json.loads(await quick.body()) == {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "result": {"content": [{"type": "text", "text": "released quick"}]},
+            }
+            assert (await slow.start())[0] == 200
+            answer = json.loads(await slow.body())
+            assert trio.current_time() - began >= 5.0
+            assert answer["id"] == "two"
+            assert answer["error"]["code"] == -32603
+            assert ctl.cancelled["slow"].is_set()
+            await quick.done.wait()
+            await slow.done.wait()
+            assert app.statistics()["requests_in_flight"] == 0
             nursery.cancel_scope.cancel()
