@@ -810,3 +810,73 @@ async def test_app_started_by_the_lifespan_protocol(mcp_server: McpServer, logs:
         assert not app.running
         assert app.statistics()["sessions"] == 0
     assert logs.errors() == []
+
+
+async def test_other_methods_and_paths(mcp_server: McpServer) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with serving(mcp_server) as (_, client):
+            for method in ("PUT", "PATCH", "OPTIONS"):
+                response = await client.http.request(method, client.url)
+                assert response.status_code == 405, method
+                assert "POST" in response.headers["allow"]
+            wrong_path = await client.http.post(
+                client.url.replace("/mcp", "/other"),
+                content=json.dumps(initialize()),
+                headers=client.headers(),
+            )
+            assert wrong_path.status_code == 404
+
+
+async def test_origin_is_checked_on_every_method(mcp_server: McpServer) -> None:
+    """T-04: a cross-origin page can neither read a session's stream nor end it."""
+    with trio.fail_after(TIMEOUT):
+        async with serving(mcp_server) as (handle, client):
+            session = await client.open_session()
+            evil = {"origin": "http://evil.example"}
+            get = await client.http.get(
+                client.url, headers=client.headers(session) | {"accept": "text/event-stream"} | evil
+            )
+            assert get.status_code == 403
+            delete = await client.http.delete(client.url, headers=client.headers(session) | evil)
+            assert delete.status_code == 403
+            post = await client.http.post(
+                client.url, content=json.dumps(request(1, "ping")), headers=client.headers(session) | evil
+            )
+            assert post.status_code == 403
+            assert handle.statistics()["sessions"] == 1
+            assert (await client.post(request(2, "ping"), session)).status_code == 200
+
+
+@pytest.mark.parametrize("json_response", [False, True])
+async def test_batches_in_a_2025_03_26_session(mcp_server: McpServer, json_response: bool) -> None:
+    """T-20/T-21: batches exist only in 2025-03-26; every request of a batch is answered."""
+    with trio.fail_after(TIMEOUT):
+        async with serving(mcp_server, json_response=json_response) as (handle, client):
+            old = await client.open_session(version="2025-03-26")
+            headers = client.headers(old, version="2025-03-26")
+            batch = [
+                call_tool(1, "echo", text="one"),
+                notification("notifications/progress", {"progressToken": "x", "progress": 1}),
+                request("1", "ping"),
+            ]
+            response = await client.post(batch, headers=headers)
+            assert response.status_code == 200
+            answers = sorted(response_messages(response), key=lambda m: isinstance(m["id"], str))
+            assert answers == [
+                {"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": "one"}]}},
+                {"jsonrpc": "2.0", "id": "1", "result": {}},
+            ]
+            only_notes = await client.post(
+                [notification("notifications/initialized"), {"jsonrpc": "2.0", "id": 77, "result": {}}],
+                headers=headers,
+            )
+            assert only_notes.status_code == 202
+            assert only_notes.content == b""
+            # Later revisions refuse arrays.
+            new = await client.open_session(version="2025-06-18")
+            refused = await client.post(
+                [request(1, "ping")], headers=client.headers(new, version="2025-06-18")
+            )
+            assert refused.status_code == 400
+            assert _error_code(refused) == -32600
+            assert handle.statistics()["requests_in_flight"] == 0
