@@ -15,6 +15,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
 import h11
 import httpx
 import trio
@@ -621,6 +625,97 @@ async def send_raw(port: int, data: bytes) -> trio.SocketStream:
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     await stream.send_all(data)
     return stream
+
+
+# -- HTTP/2 with prior knowledge (h2c), to reset single streams -------------------------
+
+
+@dataclass
+class H2Stream:
+    status: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    data: bytes = b""
+    ended: bool = False
+    reset: bool = False
+
+    @property
+    def blocks(self) -> list[SseEvent]:
+        return SseParser().feed(self.data)
+
+
+class H2Client:
+    """A minimal HTTP/2 client over one TCP connection (h2c, prior knowledge)."""
+
+    def __init__(self, sock: trio.SocketStream, port: int) -> None:
+        self.sock = sock
+        self.port = port
+        self.conn = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
+        )
+        self.streams: dict[int, H2Stream] = {}
+        self.closed = False
+
+    @classmethod
+    async def open(cls, port: int) -> H2Client:
+        client = cls(await trio.open_tcp_stream("127.0.0.1", port), port)
+        client.conn.initiate_connection()
+        await client._flush()
+        return client
+
+    async def aclose(self) -> None:
+        await self.sock.aclose()
+
+    async def _flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data:
+            await self.sock.send_all(data)
+
+    async def request(
+        self, method: str, headers: dict[str, str], body: bytes | None = None, *, end: bool = True
+    ) -> int:
+        """Start a request; with ``end=False`` the body is sent but the stream left open."""
+        stream_id = self.conn.get_next_available_stream_id()
+        pseudo = [
+            (":method", method),
+            (":scheme", "http"),
+            (":authority", f"127.0.0.1:{self.port}"),
+            (":path", "/mcp"),
+        ]
+        self.conn.send_headers(stream_id, pseudo + list(headers.items()), end_stream=body is None and end)
+        if body is not None:
+            self.conn.send_data(stream_id, body, end_stream=end)
+        self.streams[stream_id] = H2Stream()
+        await self._flush()
+        return stream_id
+
+    async def reset(self, stream_id: int) -> None:
+        self.conn.reset_stream(stream_id, error_code=h2.errors.ErrorCodes.CANCEL)
+        await self._flush()
+
+    async def _pump(self) -> None:
+        data = await self.sock.receive_some(65536)
+        if not data:
+            self.closed = True
+            raise EOFError("connection closed")
+        for event in self.conn.receive_data(data):
+            stream = self.streams.get(getattr(event, "stream_id", 0) or 0)
+            if isinstance(event, h2.events.ResponseReceived) and stream is not None:
+                headers = {str(k): str(v) for k, v in event.headers}
+                stream.status = int(headers.pop(":status"))
+                stream.headers = headers
+            elif isinstance(event, h2.events.DataReceived):
+                if stream is not None:
+                    stream.data += event.data
+                self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            elif isinstance(event, h2.events.StreamEnded) and stream is not None:
+                stream.ended = True
+            elif isinstance(event, h2.events.StreamReset) and stream is not None:
+                stream.reset = True
+        await self._flush()
+
+    async def wait(self, predicate: Callable[[], bool]) -> None:
+        while not predicate():
+            await self._pump()
 
 
 # -- serving an arbitrary ASGI app on Hypercorn, recording what it sent ----------------

@@ -19,10 +19,12 @@ from helpers import (
     POST_HEADERS,
     Client,
     Controller,
+    H2Client,
     HttpStream,
     Recorder,
     call_tool,
     hypercorn_serving,
+    initialize,
     raw_request,
     request,
     response_messages,
@@ -234,3 +236,73 @@ async def test_client_gone_before_the_answer_in_sse_mode_is_not_cancellation(
 
 def response_messages_from(blocks: list[Any]) -> list[dict[str, Any]]:
     return [m for b in blocks if (m := b.message) is not None]
+
+
+async def test_http2_stream_resets_are_disconnects(
+    mcp_server: McpServer, ctl: Controller, logs: LogWatch
+) -> None:
+    """Over HTTP/2 a client can drop one stream (RST_STREAM) and keep the connection:
+    the app must notice that too, complete each response once, and keep serving the
+    other streams of the same connection."""
+    app = McpHttpApp(mcp_server, TransportConfig())
+    recorder = Recorder(app)
+    with trio.fail_after(20):
+        async with hypercorn_serving(recorder, app) as port:
+            client = await H2Client.open(port)
+            try:
+                init = await client.request("POST", POST_HEADERS, json.dumps(initialize()).encode())
+                await client.wait(lambda: client.streams[init].ended)
+                assert client.streams[init].status == 200
+                session = client.streams[init].headers["mcp-session-id"]
+                headers = {"mcp-session-id": session, "mcp-protocol-version": LATEST}
+                await wait_idle(app)
+                baseline = app.statistics()
+
+                get = await client.request(
+                    "GET", headers | {"accept": "text/event-stream", "x-test-tag": "h2-get"}
+                )
+                post = await client.request(
+                    "POST",
+                    POST_HEADERS | headers | {"x-test-tag": "h2-post"},
+                    json.dumps(call_tool(1, "hold", key="h2")).encode(),
+                )
+                partial_body = await client.request(
+                    "POST",
+                    POST_HEADERS | headers | {"x-test-tag": "h2-body"},
+                    b'{"jsonrpc": "2.0", ',
+                    end=False,
+                )
+                await client.wait(
+                    lambda: bool(client.streams[get].blocks) and bool(client.streams[post].blocks)
+                )
+                await ctl.started["h2"].wait()
+                for stream_id in (get, post, partial_body):
+                    await client.reset(stream_id)
+
+                [get_call] = await recorder.wait_returned("h2-get", 1)
+                [post_call] = await recorder.wait_returned("h2-post", 1)
+                [body_call] = await recorder.wait_returned("h2-body", 1)
+                assert get_call.statuses == [200]
+                assert post_call.statuses == [200]
+                assert body_call.statuses == [499]
+                assert all(c.body_ends == 1 for c in (get_call, post_call, body_call))
+                assert not ctl.cancelled["h2"].is_set()  # T-34
+
+                # The connection itself is fine: another stream on it is served.
+                echo = await client.request(
+                    "POST", POST_HEADERS | headers, json.dumps(call_tool(2, "echo", text="h2 ok")).encode()
+                )
+                await client.wait(lambda: client.streams[echo].ended)
+                assert client.streams[echo].status == 200
+                [answer] = [m for b in client.streams[echo].blocks if (m := b.message) is not None]
+                assert answer["result"]["content"][0]["text"] == "h2 ok"
+
+                ctl.release("h2")
+                await ctl.finished["h2"].wait()
+                await wait_idle(app)
+                stats = app.statistics()
+                for key in ("sessions", "requests_in_flight", "http_calls_in_flight", "open_streams"):
+                    assert stats[key] == baseline[key], (key, stats, baseline)
+            finally:
+                await client.aclose()
+    assert logs.errors() == []
