@@ -1,0 +1,598 @@
+"""Run the whole benchmark suite: ``python -m benchmarks`` (``--quick`` for a short run).
+
+Every server runs in its own subprocess on 127.0.0.1, pinned to one core; the load
+generator (``benchmarks/loadgen.py``, a separate process too) is pinned to the other.
+Prints a table of figures and ratios and writes JSON to ``benchmarks/results/``.
+
+Servers compared:
+
+* ``ours``          trio_mcp_http, ``serve()`` on Hypercorn's trio worker;
+* ``sdk-uvicorn``   the official MCP Python SDK (``mcp``), on uvicorn, as its users run it;
+* ``sdk-hypercorn`` the official SDK on Hypercorn's trio worker (the same worker as ours);
+* ``canned``        the ceiling: an ASGI app returning a canned JSON-RPC result, on
+  Hypercorn's trio worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "benchmarks"
+RESULTS = BENCH / "results"
+LOADGEN = BENCH / "loadgen.py"
+PY = sys.executable
+
+SERVERS = {
+    "ours": ["-m", "benchmarks.servers.ours"],
+    "sdk-uvicorn": ["-m", "benchmarks.servers.sdk", "--runner", "uvicorn"],
+    "sdk-hypercorn": ["-m", "benchmarks.servers.sdk", "--runner", "hypercorn-trio"],
+    "canned": ["-m", "benchmarks.servers.canned"],
+}
+PEERS = ["ours", "sdk-uvicorn", "sdk-hypercorn"]
+MODES = ["sse", "json", "stateless", "modern"]
+ERROR_LINE = re.compile(r"\bERROR\b|Traceback|CRITICAL|returned without completing")
+
+
+# -- plumbing ---------------------------------------------------------------------------------
+
+
+def cores() -> tuple[int | None, int | None]:
+    """(server core, load-generator core), or Nones when there is only one core."""
+    try:
+        available = sorted(os.sched_getaffinity(0))
+    except AttributeError:
+        return None, None
+    if len(available) < 2:
+        return None, None
+    return available[0], available[1]
+
+
+SERVER_CORE, LOADGEN_CORE = cores()
+
+
+def pinned(argv: list[str], core: int | None) -> list[str]:
+    if core is None:
+        return argv
+    if shutil.which("taskset"):
+        return ["taskset", "-c", str(core), *argv]
+    return argv
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, name: str, mode: str = "sse", extra: list[str] | None = None, tag: str = "") -> None:
+        self.name = name
+        self.mode = mode
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/mcp"
+        logs = RESULTS / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        self.log_path = logs / f"{name}-{mode}{tag}.log"
+        argv = [PY, *SERVERS[name], "--port", str(self.port), "--mode", mode, *(extra or [])]
+        self.log = open(self.log_path, "w")  # noqa: SIM115
+        env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(  # noqa: S603
+            pinned(argv, SERVER_CORE), cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, env=env
+        )
+        self.pid = self.proc.pid
+        if shutil.which("taskset") and SERVER_CORE is not None:
+            # taskset execs the server in place: same pid.
+            pass
+        self._wait_ready()
+
+    def _wait_ready(self, limit: float = 30.0) -> None:
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited at start; see {self.log_path}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not start listening; see {self.log_path}")
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.log.close()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.log.close()
+
+    def error_lines(self) -> int:
+        self.log.flush()
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return 0
+        return sum(1 for line in text.splitlines() if ERROR_LINE.search(line))
+
+
+@contextlib.contextmanager
+def server(name: str, mode: str = "sse", extra: list[str] | None = None, tag: str = "") -> Iterator[Server]:
+    srv = Server(name, mode, extra, tag)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def loadgen(scenario: str, srv: Server, deadline: float, **options: Any) -> dict[str, Any]:
+    argv = [PY, str(LOADGEN), scenario, "--url", srv.url, "--pid", str(srv.pid), "--deadline", str(deadline)]
+    for key, value in options.items():
+        argv += [f"--{key.replace('_', '-')}", str(value)]
+    try:
+        done = subprocess.run(  # noqa: S603
+            pinned(argv, LOADGEN_CORE), capture_output=True, text=True, timeout=deadline + 60, cwd=ROOT
+        )
+    except subprocess.TimeoutExpired:
+        return {"available": False, "error": "load generator timed out"}
+    if done.returncode != 0 or not done.stdout.strip():
+        return {"available": False, "error": f"load generator failed: {done.stderr.strip()[-500:]}"}
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def say(*parts: Any) -> None:
+    print(*parts, flush=True)
+
+
+# -- scenarios ----------------------------------------------------------------------------------
+
+
+def run_throughput(p: Profile, results: dict[str, Any]) -> None:
+    """Per mode, all four servers are up at once (idle ones cost nothing); each window is
+    one load-generator run, and windows rotate over the servers, so background noise
+    on the machine falls on every server alike.  Figures are medians over windows."""
+    table = results.setdefault("throughput", {})
+    names = ["canned", *PEERS]
+    for mode in p.modes:
+        server_mode = "sse" if mode == "modern" else mode
+        servers: dict[str, Server] = {}
+        try:
+            for name in names:
+                servers[name] = Server(name, "json" if name == "canned" else server_mode, tag=f"-tp-{mode}")
+            unavailable: dict[str, str] = {}
+            for clients in p.clients:
+                windows: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+                for rep in range(p.reps):
+                    order = names[rep % len(names) :] + names[: rep % len(names)]
+                    for name in order:
+                        if name in unavailable:
+                            continue
+                        r = loadgen(
+                            "throughput", servers[name], deadline=p.warmup + p.duration + 40,
+                            mode="json" if name == "canned" else mode, clients=clients,
+                            warmup=p.warmup, duration=p.duration, reps=1,
+                        )
+                        if not r.get("available"):
+                            unavailable[name] = str(r.get("error"))
+                            continue
+                        windows[name].extend(r["reps"])
+                for name in names:
+                    srv = servers[name]
+                    if name in unavailable:
+                        summary: dict[str, Any] = {"available": False, "error": unavailable[name]}
+                        say(f"  throughput {name:14} {mode:9} c={clients:<3} not available: {unavailable[name][:160]}")
+                    else:
+                        reps = windows[name]
+                        summary = {"available": True, "clients": clients, "mode": mode, "reps": reps,
+                                   "rss_kb": proc_rss_kb(srv.pid)}
+                        for key in ("rps", "p50_ms", "p99_ms", "cpu_us_per_req", "server_cpu_util", "errors"):
+                            values = [w[key] for w in reps if w.get(key) is not None]
+                            summary[key] = statistics.median(values) if values else None
+                        say(
+                            f"  throughput {name:14} {mode:9} c={clients:<3} {summary['rps']:8.0f} req/s"
+                            f"  p50 {summary['p50_ms']:6.2f} ms  p99 {summary['p99_ms']:6.2f} ms"
+                            f"  cpu {fmt(summary['cpu_us_per_req'], '{:.0f}')} us/req"
+                            f"  util {summary['server_cpu_util']:.0%}  err {summary['errors']}"
+                        )
+                    summary["server_error_lines"] = srv.error_lines()
+                    table.setdefault(mode, {}).setdefault(name, {})[str(clients)] = summary
+        finally:
+            for srv in servers.values():
+                srv.stop()
+
+
+def proc_rss_kb(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def run_sessions(p: Profile, results: dict[str, Any]) -> None:
+    table = results.setdefault("sessions", {})
+    for name in PEERS:
+        with server(name, "sse", ["--max-sessions", str(max(p.session_counts) * 2 + 1000)], tag="-mem") as srv:
+            r = loadgen("sessions", srv, deadline=p.session_deadline, counts=",".join(map(str, p.session_counts)))
+            r["server_error_lines"] = srv.error_lines()
+        table[name] = r
+        pts = ", ".join(
+            f"{pt['sessions']}: {fmt(pt['kb_per_session'], '{:.1f}')} KB/session" for pt in r.get("points", [])
+        )
+        say(f"  sessions   {name:14} base {r.get('base_rss_kb')} KB; {pts or r.get('error')}")
+
+
+def run_fanout(p: Profile, results: dict[str, Any]) -> None:
+    table = results.setdefault("fanout", {})
+    for streams in p.fanout_streams:
+        for name in PEERS:
+            with server(name, "sse", tag=f"-fan{streams}") as srv:
+                r = loadgen(
+                    "fanout", srv, deadline=p.warmup + p.reps * p.duration + 90,
+                    streams=streams, warmup=p.warmup, duration=p.duration, reps=p.reps,
+                )
+                r["server_error_lines"] = srv.error_lines()
+            table.setdefault(str(streams), {})[name] = r
+            if r.get("available") and r.get("notifications_per_s") is not None:
+                say(
+                    f"  fanout     {name:14} streams={streams:<4} {r['notifications_per_s']:9.0f} notif/s"
+                    f"  p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms"
+                    f"{'  STALLED' if r.get('stalled') else ''}"
+                )
+            else:
+                say(f"  fanout     {name:14} streams={streams:<4} not available: {r.get('error')}")
+
+
+def run_drain(p: Profile, results: dict[str, Any]) -> None:
+    table = results.setdefault("drain", {})
+    for name in PEERS:
+        srv = Server(name, "sse", ["--grace", str(p.grace)], tag="-drain")
+        try:
+            r = loadgen(
+                "drain", srv, deadline=240, streams=p.drain_streams, inflight=20,
+                inflight_seconds=1.0, timeout=p.grace + p.drain_extra,
+            )
+        finally:
+            srv.kill()
+        r["grace_s"] = p.grace
+        r["server_error_lines"] = srv.error_lines()
+        table[name] = r
+        if r.get("available"):
+            say(
+                f"  drain      {name:14} {r['streams']} streams -> {r['outcomes']}"
+                f"  exit {fmt(r['exit_s'], '{:.2f}')} s  in-flight {r['inflight_outcomes']}"
+                f"  error lines {r['server_error_lines']}"
+            )
+        else:
+            say(f"  drain      {name:14} not available: {r.get('error')}")
+
+
+def run_storm(p: Profile, results: dict[str, Any]) -> None:
+    table = results.setdefault("storm", {})
+    for name in PEERS:
+        with server(name, "sse", tag="-storm") as srv:
+            r = loadgen("storm", srv, deadline=p.storm_cycles * 40 + 30, streams=300, inflight=100, cycles=p.storm_cycles)
+            r["server_error_lines"] = srv.error_lines()
+        table[name] = r
+        if r.get("available"):
+            say(
+                f"  storm      {name:14} alive={r['alive']} cpu {fmt(r['cpu_us_per_disconnect'], '{:.0f}')} us/disconnect"
+                f"  quiet after {fmt(r['quiet_after_s'], '{:.2f}')} s  probe p50 {r['probe_before_p50_ms']:.2f}"
+                f" -> {r['probe_after_p50_ms']:.2f} ms  RSS {r['rss_kb_before']} -> {r['rss_kb_after']} KB"
+                f"  error lines {r['server_error_lines']}"
+            )
+        else:
+            say(f"  storm      {name:14} not available: {r.get('error')}")
+
+
+# -- report -------------------------------------------------------------------------------------
+
+
+def fmt(value: Any, pattern: str = "{:.0f}", missing: str = "n/a") -> str:
+    return missing if value is None else pattern.format(value)
+
+
+def ratio(a: Any, b: Any) -> float | None:
+    if a is None or b in (None, 0):
+        return None
+    return float(a) / float(b)
+
+
+def get(results: dict[str, Any], *path: str) -> Any:
+    node: Any = results
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def tp(results: dict[str, Any], mode: str, name: str, clients: int, key: str) -> Any:
+    r = get(results, "throughput", mode, name, str(clients))
+    if not r or not r.get("available"):
+        return None
+    return r.get(key)
+
+
+def report(results: dict[str, Any], p: Profile) -> tuple[str, list[dict[str, Any]]]:
+    lines: list[str] = []
+    out = lines.append
+    if "throughput" in results:
+        out("")
+        out("tools/call throughput (median of repeated windows; server pinned to one core)")
+        out(
+            f"{'mode':9} {'c':>3} | {'ours':>7} {'sdk-uv':>7} {'sdk-hc':>7} {'canned':>7} req/s |"
+            f" {'ours/uv':>7} {'ours/hc':>7} {'ours/cn':>7} |"
+            f" {'ours':>5} {'sdk-uv':>6} {'sdk-hc':>6} {'canned':>6} us CPU/req | {'cpu/cn':>6} |"
+            f" p50 ms ours/uv/hc       | p99 ms ours/uv/hc"
+        )
+        for mode in p.modes:
+            for c in p.clients:
+                rps = {n: tp(results, mode, n, c, "rps") for n in [*PEERS, "canned"]}
+                cpu = {n: tp(results, mode, n, c, "cpu_us_per_req") for n in [*PEERS, "canned"]}
+                p50 = [tp(results, mode, n, c, "p50_ms") for n in PEERS]
+                p99 = [tp(results, mode, n, c, "p99_ms") for n in PEERS]
+                out(
+                    f"{mode:9} {c:>3} | "
+                    + " ".join(fmt(rps[n], "{:7.0f}", "    n/a") for n in [*PEERS, "canned"])
+                    + "       | "
+                    + " ".join(
+                        fmt(ratio(rps["ours"], rps[n]), "{:6.2f}x", "    n/a")
+                        for n in ["sdk-uvicorn", "sdk-hypercorn", "canned"]
+                    )
+                    + " | "
+                    + " ".join(fmt(cpu[n], "{:6.0f}", "   n/a") for n in [*PEERS, "canned"])
+                    + "            | "
+                    + fmt(ratio(cpu["ours"], cpu["canned"]), "{:5.2f}x", "   n/a")
+                    + " | "
+                    + "/".join(fmt(v, "{:.2f}") for v in p50).ljust(17)
+                    + " | "
+                    + "/".join(fmt(v, "{:.2f}") for v in p99)
+                )
+    if "sessions" in results:
+        out("")
+        out("memory per idle session (RSS growth / sessions, after warm-up sessions)")
+        for name in PEERS:
+            r = results["sessions"].get(name) or {}
+            pts = "  ".join(
+                f"{pt['sessions']:>6} sessions: {fmt(pt['kb_per_session'], '{:6.1f}')} KB"
+                for pt in r.get("points", [])
+            )
+            out(f"  {name:14} base RSS {fmt(r.get('base_rss_kb'), '{:>7}')} KB  {pts or r.get('error', '')}")
+    if "fanout" in results:
+        out("")
+        out("notification fan-out over live GET streams (notifications/message to every stream)")
+        out(f"  {'streams':>7} | {'ours':>9} {'sdk-uv':>9} {'sdk-hc':>9} notif/s | {'ours/uv':>7} {'ours/hc':>7} | p50 ms ours/uv/hc | p99 ms ours/uv/hc")
+        for streams in p.fanout_streams:
+            row = results["fanout"].get(str(streams), {})
+            nps = {n: (row.get(n) or {}).get("notifications_per_s") for n in PEERS}
+            p50 = [(row.get(n) or {}).get("p50_ms") for n in PEERS]
+            p99 = [(row.get(n) or {}).get("p99_ms") for n in PEERS]
+            out(
+                f"  {streams:>7} | "
+                + " ".join(fmt(nps[n], "{:9.0f}", "      n/a") for n in PEERS)
+                + "         | "
+                + fmt(ratio(nps["ours"], nps["sdk-uvicorn"]), "{:6.2f}x", "    n/a")
+                + " "
+                + fmt(ratio(nps["ours"], nps["sdk-hypercorn"]), "{:6.2f}x", "    n/a")
+                + " | "
+                + "/".join(fmt(v, "{:.1f}") for v in p50).ljust(17)
+                + " | "
+                + "/".join(fmt(v, "{:.1f}") for v in p99)
+            )
+    if "drain" in results:
+        out("")
+        out(f"shutdown drain: SIGTERM with {p.drain_streams} live GET streams + 20 in-flight tools/call (1 s), grace {p.grace} s")
+        for name in PEERS:
+            r = results["drain"].get(name) or {}
+            if not r.get("available"):
+                out(f"  {name:14} not available: {r.get('error')}")
+                continue
+            out(
+                f"  {name:14} streams {r['streams']}: {r['outcomes']}; streams ended after"
+                f" {fmt(r['streams_drained_s'], '{:.2f}')} s; process exit {fmt(r['exit_s'], '{:.2f}', 'no (killed)')} s;"
+                f" in-flight {r['inflight_outcomes']}; error lines {r['server_error_lines']}"
+            )
+    if "storm" in results:
+        out("")
+        out("disconnect storm: 300 GET streams + 100 in-flight tools/call reset at once, per cycle")
+        for name in PEERS:
+            r = results["storm"].get(name) or {}
+            if not r.get("available"):
+                out(f"  {name:14} not available: {r.get('error')}")
+                continue
+            out(
+                f"  {name:14} alive {r['alive']}; CPU {fmt(r['cpu_us_per_disconnect'], '{:.0f}')} us/disconnect;"
+                f" quiet after {fmt(r['quiet_after_s'], '{:.2f}')} s; probe p50 {r['probe_before_p50_ms']:.2f}"
+                f" -> {r['probe_after_p50_ms']:.2f} ms; RSS {r['rss_kb_before']} -> {r['rss_kb_after']} KB"
+                f" over {len(r['cycles'])} cycles; error lines {r['server_error_lines']}"
+            )
+    targets = evaluate(results, p)
+    if targets:
+        out("")
+        out("targets (issue 5)")
+        for t in targets:
+            status = {True: "MET   ", False: "MISSED", None: "n/a   "}[t["met"]]
+            out(f"  {status} {t['target']}: {t['measured']}")
+    return "\n".join(lines), targets
+
+
+def evaluate(results: dict[str, Any], p: Profile) -> list[dict[str, Any]]:
+    targets: list[dict[str, Any]] = []
+
+    def add(target: str, value: float | None, limit: float, *, at_most: bool, unit: str = "x") -> None:
+        met = None if value is None else (value <= limit if at_most else value >= limit)
+        targets.append(
+            {"target": target, "value": value, "limit": limit, "met": met,
+             "measured": fmt(value, "{:.2f}" + unit) + (f" (target {'<=' if at_most else '>='} {limit}{unit})")}
+        )
+
+    c = 16
+    if "throughput" in results:
+        for mode, limit in (("json", 1.3), ("sse", 1.5)):
+            add(f"server CPU per tools/call vs canned, {mode}, {c} clients",
+                ratio(tp(results, mode, "ours", c, "cpu_us_per_req"), tp(results, mode, "canned", c, "cpu_us_per_req")),
+                limit, at_most=True)
+        for mode, limit in (("sse", 2.0), ("stateless", 2.5), ("json", 1.2)):
+            add(f"throughput vs sdk-uvicorn, {mode}, {c} clients",
+                ratio(tp(results, mode, "ours", c, "rps"), tp(results, mode, "sdk-uvicorn", c, "rps")), limit, at_most=False)
+        for mode in p.modes:
+            add(f"throughput vs sdk-hypercorn, {mode}, {c} clients",
+                ratio(tp(results, mode, "ours", c, "rps"), tp(results, mode, "sdk-hypercorn", c, "rps")), 1.0, at_most=False)
+    if "sessions" in results:
+        pts = get(results, "sessions", "ours", "points") or []
+        if pts:
+            add(f"memory per idle session at {pts[-1]['sessions']} sessions", pts[-1]["kb_per_session"], 10.0,
+                at_most=True, unit=" KB")
+    if "fanout" in results:
+        ours = get(results, "fanout", "100", "ours") or {}
+        sdk = get(results, "fanout", "100", "sdk-uvicorn") or {}
+        add("fan-out notifications/s vs sdk-uvicorn, 100 streams",
+            ratio(ours.get("notifications_per_s"), sdk.get("notifications_per_s")), 2.0, at_most=False)
+        add("fan-out p99 latency vs sdk-uvicorn, 100 streams (lower)",
+            ratio(ours.get("p99_ms"), sdk.get("p99_ms")), 1.0, at_most=True)
+    if "drain" in results:
+        r = get(results, "drain", "ours") or {}
+        if r.get("available"):
+            clean = r.get("clean", 0) == r.get("streams") and r.get("exited") and (r.get("exit_s") or 1e9) <= p.grace
+            targets.append(
+                {"target": f"{p.drain_streams} streams drained cleanly within the grace period",
+                 "met": bool(clean), "value": r.get("exit_s"), "limit": p.grace,
+                 "measured": f"{r.get('clean')}/{r.get('streams')} clean, exit {fmt(r.get('exit_s'), '{:.2f}')} s"
+                             f" (grace {p.grace} s), in-flight {r.get('inflight_outcomes')}"}
+            )
+    return targets
+
+
+# -- profiles -----------------------------------------------------------------------------------
+
+
+class Profile:
+    def __init__(self, quick: bool) -> None:
+        self.quick = quick
+        self.modes = list(MODES)
+        self.clients = [1, 16, 64]
+        self.warmup = 0.5 if quick else 1.0
+        self.duration = 1.0 if quick else 3.0
+        self.reps = 3 if quick else 5
+        self.session_counts = [1000, 10000]
+        self.session_deadline = 120 if quick else 240
+        self.fanout_streams = [10, 100, 500]
+        self.drain_streams = 1000
+        self.grace = 10.0
+        self.drain_extra = 5.0 if quick else 10.0
+        self.storm_cycles = 2 if quick else 3
+
+
+STEPS = {
+    "throughput": run_throughput,
+    "sessions": run_sessions,
+    "fanout": run_fanout,
+    "drain": run_drain,
+    "storm": run_storm,
+}
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    versions = {}
+    for pkg in ("trio-mcp-http", "mcp", "trio", "hypercorn", "uvicorn", "starlette", "anyio", "pydantic", "h11"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions[pkg] = importlib.metadata.version(pkg)
+    commit = ""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        commit = subprocess.run(  # noqa: S603
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False  # noqa: S607
+        ).stdout.strip()
+    return {
+        "cpu": model,
+        "cpus": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "server_core": SERVER_CORE,
+        "loadgen_core": LOADGEN_CORE,
+        "versions": versions,
+        "commit": commit,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="short windows, a few minutes in all")
+    parser.add_argument("--only", default=",".join(STEPS), help=f"comma-separated subset of {','.join(STEPS)}")
+    parser.add_argument("--modes", default=",".join(MODES), help="throughput modes (sse,json,stateless,modern)")
+    parser.add_argument("--clients", default="1,16,64", help="throughput concurrency levels")
+    parser.add_argument("--out", type=Path, default=None, help="JSON output path")
+    args = parser.parse_args(argv)
+    p = Profile(args.quick)
+    p.modes = [m for m in args.modes.split(",") if m]
+    p.clients = [int(c) for c in args.clients.split(",") if c]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    info = machine()
+    say(f"machine: {info['cpu']} x{info['cpus']}, Python {info['python']}, cores server={SERVER_CORE} loadgen={LOADGEN_CORE}")
+    say(f"versions: {info['versions']}  ({'quick' if args.quick else 'full'} run)")
+    if LOADGEN_CORE is not None:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, {LOADGEN_CORE})  # keep this orchestrator off the server's core
+    results: dict[str, Any] = {}
+    for step in [s for s in args.only.split(",") if s]:
+        say(f"[{step}]")
+        t0 = time.monotonic()
+        STEPS[step](p, results)
+        say(f"  ({time.monotonic() - t0:.0f} s)")
+    text, targets = report(results, p)
+    say(text)
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    doc = {
+        "when": stamp,
+        "profile": "quick" if args.quick else "full",
+        "settings": {k: v for k, v in vars(p).items()},
+        "machine": info,
+        "elapsed_s": time.monotonic() - started,
+        "results": results,
+        "targets": targets,
+        "table": text,
+    }
+    out = args.out or RESULTS / f"bench-{stamp}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=1))
+    (RESULTS / "latest.json").write_text(json.dumps(doc, indent=1))
+    say(f"\nwrote {out} ({doc['elapsed_s']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

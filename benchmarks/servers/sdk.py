@@ -1,0 +1,94 @@
+"""The peer: the same tools written with the official MCP Python SDK (PyPI ``mcp``).
+
+Served as its users run it, by uvicorn (``--runner uvicorn``, what ``MCPServer.run
+("streamable-http")`` does), or by Hypercorn's trio worker (``--runner hypercorn-trio``,
+the same worker as ours; the SDK is anyio-based, so it runs on Trio).
+
+    python -m benchmarks.servers.sdk --port 8001 --mode sse --runner uvicorn
+"""
+
+from __future__ import annotations
+
+import signal
+import warnings
+from typing import Any
+
+import anyio
+from mcp.server.mcpserver import Context, MCPServer
+
+from ._common import parse_args
+
+warnings.simplefilter("ignore")  # send_log_message is deprecated in 2026-07-28; fine for 2025-*
+
+mcp = MCPServer("bench")
+
+#: Sessions that asked for broadcasts (the SDK has no server-wide broadcast in the
+#: session era: a handler keeps the sessions it wants to reach, as users do).
+_listeners: list[Any] = []
+
+
+@mcp.tool()
+async def echo(text: str) -> str:
+    """Return the text unchanged."""
+    return text
+
+
+@mcp.tool()
+async def sleep(seconds: float) -> str:
+    """Sleep, then answer."""
+    await anyio.sleep(seconds)
+    return "slept"
+
+
+@mcp.tool()
+async def register(ctx: Context) -> str:
+    """Ask for broadcasts on this session's GET stream."""
+    _listeners.append(ctx.session)
+    return "ok"
+
+
+@mcp.tool()
+async def broadcast(start: int, count: int = 1) -> str:
+    """Send ``count`` log notifications (seq start...) to every registered session."""
+    for seq in range(start, start + count):
+        for session in list(_listeners):
+            try:
+                await session.send_log_message(level="info", data={"seq": seq})
+            except Exception:  # noqa: BLE001 - a session that went away
+                _listeners.remove(session)
+    return "ok"
+
+
+def main() -> None:
+    args = parse_args(__doc__ or "")
+    app = mcp.streamable_http_app(
+        json_response=args.mode == "json",
+        stateless_http=args.mode == "stateless",
+        max_sessions=args.max_sessions,
+        host=args.host,
+    )
+    if args.runner == "uvicorn":
+        import uvicorn
+
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        return
+
+    import trio
+    from hypercorn.config import Config
+    from hypercorn.trio import serve
+
+    config = Config()
+    config.bind = [f"{args.host}:{args.port}"]
+    config.accesslog = None
+    config.graceful_timeout = args.grace
+
+    async def shutdown_trigger() -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                return
+
+    trio.run(lambda: serve(app, config, shutdown_trigger=shutdown_trigger))  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    main()
