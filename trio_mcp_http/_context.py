@@ -22,7 +22,15 @@ from ._errors import INVALID_PARAMS, McpError, McpHttpError
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["LOG_LEVELS", "Context", "InputRequest", "InputRequired", "Outlet"]
+__all__ = [
+    "LOG_LEVELS",
+    "Context",
+    "InputRequest",
+    "InputRequired",
+    "Outlet",
+    "TaskControl",
+    "answer_is_valid",
+]
 
 #: RFC 5424 severities, lowest first.
 LOG_LEVELS: tuple[str, ...] = (
@@ -50,6 +58,17 @@ _CAPABILITY_OF = {
     "sampling/createMessage": "sampling",
     "roots/list": "roots",
 }
+
+
+def answer_is_valid(method: str, answer: Any) -> bool:
+    """Whether ``answer`` has the shape of a result of ``method`` (an input response)."""
+    if method == "elicitation/create":
+        return isinstance(answer, dict) and answer.get("action") in ("accept", "decline", "cancel")
+    if method == "sampling/createMessage":
+        return isinstance(answer, dict) and "content" in answer and "role" in answer
+    if method == "roots/list":
+        return isinstance(answer, dict) and isinstance(answer.get("roots"), list)
+    return True
 
 
 class InputRequest(dict[str, Any]):
@@ -107,12 +126,24 @@ class Outlet(Protocol):
         """End the connection carrying the request's stream, keeping the stream."""
 
 
+class TaskControl(Protocol):
+    """What a tool running under the tasks extension (SEP-2663) can do about its task."""
+
+    @property
+    def task_id(self) -> str | None:
+        """The task's id once it exists (the client has been given it), else ``None``."""
+
+    async def start_task(self) -> None:
+        """Answer the request with ``CreateTaskResult``; the handler goes on as the task."""
+
+
 class Context:
     """Everything a handler may want to know or do about its request."""
 
     __slots__ = (
         "_log_threshold",
         "_outlet",
+        "_task",
         "client_capabilities",
         "client_info",
         "meta",
@@ -149,6 +180,7 @@ class Context:
         self.client_info = client_info
         self.session_id = session_id
         self._log_threshold = None if log_level is None else level_rank(log_level)
+        self._task: TaskControl | None = None
 
     async def report_progress(
         self, progress: float, total: float | None = None, message: str | None = None
@@ -218,6 +250,27 @@ class Context:
         """Ask the client for its roots (``roots/list``)."""
         answers = await self.ask({key: InputRequest.roots()})
         return dict(answers[key])
+
+    @property
+    def task_id(self) -> str | None:
+        """The id of the task this handler runs as (tasks extension, 2026-07-28), if any."""
+        return None if self._task is None else self._task.task_id
+
+    async def start_task(self) -> None:
+        """Go on as a task from here (tools registered with ``task_start="explicit"``).
+
+        Until this call the handler is an ordinary request: input it asks for comes back
+        through input-required results, notifications go on the response stream, and
+        returning answers the call directly.  From this call on the client has a
+        ``CreateTaskResult``; the rest runs as the task, and input it asks for parks
+        the task in ``input_required`` until ``tasks/update`` brings the answers.
+
+        Where the call is not served as a task (the session era, a client without the
+        tasks extension, an ``optional`` tool over the task cap) it does nothing: the
+        handler simply goes on answering the request.
+        """
+        if self._task is not None:
+            await self._task.start_task()
 
     def close_sse_stream(self, retry_ms: int | None = None) -> None:
         """End the connection of this request's SSE stream now; the client resumes it.

@@ -28,8 +28,7 @@ from pydantic_core import to_json
 
 from . import _jsonrpc, _sse
 from ._asgi import JSON_HEADERS, GuardedResponse, Receive, watch_disconnect
-from ._context import Context, InputRequest, InputRequired, level_rank
-from ._http import accepts
+from ._context import Context, InputRequest, InputRequired, answer_is_valid, level_rank
 from ._errors import (
     HEADER_MISMATCH,
     INTERNAL_ERROR,
@@ -41,7 +40,10 @@ from ._errors import (
     UNSUPPORTED_PROTOCOL_VERSION,
     McpError,
 )
+from ._http import accepts
 from ._jsonrpc import Envelope, Kind
+from ._tasks import EXTENSION as TASKS_EXTENSION
+from ._tasks import METHODS as TASK_METHODS
 from ._versions import MODERN_VERSIONS
 
 if TYPE_CHECKING:
@@ -73,7 +75,7 @@ METHODS = frozenset(
         "completion/complete",
         "subscriptions/listen",
     }
-)
+) | TASK_METHODS  # the tasks extension (SEP-2663; _tasks.py)
 #: Results that carry caching hints (SEP-2549).
 CACHEABLE = frozenset(
     {
@@ -88,7 +90,9 @@ CACHEABLE = frozenset(
 #: The only methods that may answer with an input-required result (SEP-2322).
 MAY_REQUIRE_INPUT = frozenset({"tools/call", "prompts/get", "resources/read"})
 #: Where ``Mcp-Name`` comes from, per method (SEP-2243).
-NAME_SOURCE = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+NAME_SOURCE = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"} | {
+    method: "taskId" for method in TASK_METHODS  # SEP-2663: Mcp-Name carries the taskId
+}
 #: Filter keys of ``subscriptions/listen`` and the notifications they admit.
 LIST_CHANGED = {
     "notifications/tools/list_changed": ("toolsListChanged", "tools"),
@@ -186,7 +190,9 @@ class _Listener:
 
     __slots__ = ("honoured", "listen_id", "resources", "send")
 
-    def __init__(self, listen_id: int | str, honoured: dict[str, Any], send: trio.MemorySendChannel[bytes]) -> None:
+    def __init__(
+        self, listen_id: int | str, honoured: dict[str, Any], send: trio.MemorySendChannel[bytes]
+    ) -> None:
         self.listen_id = listen_id
         self.honoured = honoured
         resources = honoured.get("resourceSubscriptions") or []
@@ -198,7 +204,9 @@ class _Listener:
             return bool(self.honoured.get(LIST_CHANGED[method][0]))
         if method == "notifications/resources/updated" and params:
             uri = params.get("uri")
-            return isinstance(uri, str) and any(uri == r or uri.startswith(r.rstrip("/") + "/") for r in self.resources)
+            return isinstance(uri, str) and any(
+                uri == r or uri.startswith(r.rstrip("/") + "/") for r in self.resources
+            )
         return False  # progress and log messages never go on a listen stream
 
     def tagged(self, method: str, params: dict[str, Any] | None) -> bytes:
@@ -264,8 +272,10 @@ class ModernEra:
         if meta is None:  # an accepted notification
             await response.respond(202, [])
             return
-        if not self.app._admitting:  # noqa: SLF001
-            raise self.app._unavailable()  # noqa: SLF001
+        if not self.app._admitting and message.method not in TASK_METHODS:
+            # Polling, answering and cancelling existing tasks goes on during the drain,
+            # like client replies in the session era: it starts no new work.
+            raise self.app._unavailable()
         if message.method == "subscriptions/listen":
             await self._listen(message, receive, response)
         else:
@@ -278,7 +288,9 @@ class ModernEra:
         if not accepts(accept, "application/json"):
             raise _Refused(406, INVALID_REQUEST, "Not Acceptable: Client must accept application/json")
         if message.kind is Kind.RESPONSE:
-            raise _Refused(400, INVALID_REQUEST, "Invalid Request: clients do not send responses in 2026-07-28")
+            raise _Refused(
+                400, INVALID_REQUEST, "Invalid Request: clients do not send responses in 2026-07-28"
+            )
         version_header = _header_value(headers.get("mcp-protocol-version"))
         if version_header is None:
             raise _Refused(400, HEADER_MISMATCH, "Header mismatch: MCP-Protocol-Version header is required")
@@ -286,7 +298,11 @@ class ModernEra:
             return None
         params = message.params or {}
         meta = params.get("_meta")
-        if not isinstance(meta, dict) or META_VERSION not in meta or not isinstance(meta.get(META_CAPABILITIES), dict):
+        if (
+            not isinstance(meta, dict)
+            or META_VERSION not in meta
+            or not isinstance(meta.get(META_CAPABILITIES), dict)
+        ):
             raise _Refused(
                 400,
                 INVALID_PARAMS,
@@ -307,7 +323,9 @@ class ModernEra:
             )
         method = message.method or ""
         if _header_value(headers.get("mcp-method")) != method:
-            raise _Refused(400, HEADER_MISMATCH, "Header mismatch: Mcp-Method header must equal the body's method")
+            raise _Refused(
+                400, HEADER_MISMATCH, "Header mismatch: Mcp-Method header must equal the body's method"
+            )
         source = NAME_SOURCE.get(method)
         if source is not None:
             expected = params.get(source)
@@ -362,7 +380,7 @@ class ModernEra:
         call = _Call()
         outlet = _ModernOutlet(response, accepts_sse=self._accepts_sse(headers))
         self._calls.add(call)
-        self.app._handler_started()  # noqa: SLF001
+        self.app._handler_started()
         answer: tuple[int, bytes] | None = None
         try:
             async with trio.open_nursery() as nursery:
@@ -372,11 +390,12 @@ class ModernEra:
                 nursery.cancel_scope.cancel()
         finally:
             self._calls.discard(call)
-            self.app._handler_finished()  # noqa: SLF001
+            self.app._handler_finished()
         if response.client_gone:
             return  # T-75: nothing more is sent; the guard completes the response.
         if answer is None:  # cancelled by the drain
-            answer = (200, _jsonrpc.encode_error(request_id, INTERNAL_ERROR, "Server shutting down: request cancelled"))
+            cancelled = "Server shutting down: request cancelled"
+            answer = (200, _jsonrpc.encode_error(request_id, INTERNAL_ERROR, cancelled))
         status, encoded = answer
         if response.started:
             await response.chunk(_sse.event(encoded))
@@ -399,6 +418,8 @@ class ModernEra:
         try:
             if method == "server/discover":
                 result = self._discover()
+            elif method in TASK_METHODS:
+                result = self.app.tasks.answer(method, params, meta[META_CAPABILITIES])
             else:
                 answers = self._answers(method, params) if method in MAY_REQUIRE_INPUT else {}
                 outlet.answers = answers
@@ -411,16 +432,24 @@ class ModernEra:
                     meta=meta,
                     protocol_version=meta[META_VERSION],
                     client_capabilities=meta[META_CAPABILITIES],
-                    client_info=meta.get(META_CLIENT_INFO) if isinstance(meta.get(META_CLIENT_INFO), dict) else None,
+                    client_info=(
+                        meta.get(META_CLIENT_INFO) if isinstance(meta.get(META_CLIENT_INFO), dict) else None
+                    ),
                     session_id=None,
                     # Log gating: no notifications/message unless the request asked.
                     log_level=meta.get(META_LOG_LEVEL),
                 )
                 try:
-                    result = await self.server.dispatch(method, params, ctx)
+                    if method == "tools/call":
+                        # Directly, or as a task where the tool and the client allow it.
+                        result = await self.app.tasks.call_tool(params, ctx)
+                    else:
+                        result = await self.server.dispatch(method, params, ctx)
                 except InputRequired as needed:
                     if method not in MAY_REQUIRE_INPUT:
-                        raise McpError(INTERNAL_ERROR, "handler asked for input where the protocol allows none") from None
+                        raise McpError(
+                            INTERNAL_ERROR, "handler asked for input where the protocol allows none"
+                        ) from None
                     result = {
                         "resultType": "input_required",
                         "inputRequests": {k: dict(v) for k, v in needed.requests.items()},
@@ -460,7 +489,9 @@ class ModernEra:
         listen_id = message.request_id
         wanted = (message.params or {}).get("notifications")
         if not isinstance(wanted, dict):
-            body = _jsonrpc.encode_error(listen_id, INVALID_PARAMS, "Invalid params: notifications must be an object")
+            body = _jsonrpc.encode_error(
+                listen_id, INVALID_PARAMS, "Invalid params: notifications must be an object"
+            )
             await response.respond(400, JSON_HEADERS, body)
             return
         capabilities = self.server.capabilities()
@@ -481,7 +512,7 @@ class ModernEra:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(watch_disconnect, receive, response, nursery.cancel_scope)
                 with channel:
-                    await self.app._pump(channel, response)  # noqa: SLF001
+                    await self.app._pump(channel, response)
                 # The server ended the subscription (shutdown): say so with its result.
                 final = {"resultType": "complete", "_meta": {META_SUBSCRIPTION: listen_id}}
                 await response.chunk(_sse.event(_jsonrpc.encode_result(listen_id, final)))
@@ -491,9 +522,12 @@ class ModernEra:
             send.close()
 
     def _discover(self) -> dict[str, Any]:
+        capabilities = self.server.capabilities()
+        if self.server.supports_tasks:
+            capabilities["extensions"] = {**capabilities.get("extensions", {}), TASKS_EXTENSION: {}}
         result: dict[str, Any] = {
             "supportedVersions": list(MODERN_VERSIONS),
-            "capabilities": self.server.capabilities(),
+            "capabilities": capabilities,
         }
         if self.server.instructions is not None:
             result["instructions"] = self.server.instructions
@@ -514,7 +548,9 @@ class ModernEra:
         return (body + b"." + tag).decode()
 
     def _unseal(self, method: str, params: dict[str, Any], state: Any) -> dict[str, Any]:
-        invalid = McpError(INVALID_PARAMS, "Invalid requestState: it was not issued by this server for this request")
+        invalid = McpError(
+            INVALID_PARAMS, "Invalid requestState: it was not issued by this server for this request"
+        )
         if not isinstance(state, str) or state.count(".") != 1:
             raise invalid
         body, tag = state.encode().split(b".")
@@ -547,13 +583,6 @@ class ModernEra:
         return answers
 
 
-_ANSWER_CHECK = {
-    "elicitation/create": lambda a: isinstance(a, dict) and a.get("action") in ("accept", "decline", "cancel"),
-    "sampling/createMessage": lambda a: isinstance(a, dict) and "content" in a and "role" in a,
-    "roots/list": lambda a: isinstance(a, dict) and isinstance(a.get("roots"), list),
-}
-
-
 class _ModernOutlet:
     """The :class:`~trio_mcp_http._context.Outlet` of a stateless request."""
 
@@ -579,9 +608,9 @@ class _ModernOutlet:
         for key, request in requests.items():
             if key in self.answers:
                 answer = self.answers[key]
-                check = _ANSWER_CHECK.get(request["method"])
-                if check is not None and not check(answer):
-                    raise McpError(INVALID_PARAMS, f"inputResponses[{key!r}] is not a valid answer to {request['method']}")
+                if not answer_is_valid(request["method"], answer):
+                    problem = f"inputResponses[{key!r}] is not a valid answer to {request['method']}"
+                    raise McpError(INVALID_PARAMS, problem)
                 answers[key] = answer
             else:
                 missing[key] = request

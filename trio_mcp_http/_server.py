@@ -9,7 +9,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, get_type_hints
+from typing import Any, Literal, get_type_hints
 
 import trio
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
@@ -32,6 +32,11 @@ __all__ = ["McpServer"]
 logger = logging.getLogger("trio_mcp_http")
 
 Handler = Callable[..., Awaitable[Any]]
+#: How a tool takes part in the tasks extension (SEP-2663, 2026-07-28 era).
+TaskSupport = Literal["forbidden", "optional", "required"]
+#: When a task-supporting tool's task begins: before its handler runs, or when the
+#: handler calls :meth:`Context.start_task` (after gathering input by MRTR).
+TaskStart = Literal["immediate", "explicit"]
 _EMPTY_INPUT_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
 
 
@@ -106,6 +111,8 @@ class _Tool:
     definition: dict[str, Any]
     output_schema: dict[str, Any] | None
     passthrough: bool = False
+    task_support: TaskSupport = "forbidden"
+    task_start: TaskStart = "immediate"
 
 
 @dataclass
@@ -235,6 +242,8 @@ class McpServer:
         input_schema: dict[str, Any] | None = None,
         output_schema: dict[str, Any] | None = None,
         meta: dict[str, Any] | None = None,
+        task_support: TaskSupport = "forbidden",
+        task_start: TaskStart = "immediate",
     ) -> Callable[[Handler], Handler]:
         """Register a tool.
 
@@ -242,7 +251,18 @@ class McpServer:
         unless ``input_schema`` is given, in which case it is advertised unchanged and
         the arguments are passed through as keyword arguments.  With ``output_schema``
         the tool returns structured content (a dict or a pydantic model).
+
+        ``task_support`` opts the tool into the tasks extension of the 2026-07-28 era
+        (SEP-2663): a client that declares ``io.modelcontextprotocol/tasks`` gets a
+        ``CreateTaskResult`` and polls ``tasks/get``; other clients are answered
+        directly (``"optional"``) or refused with -32021 (``"required"``).  With
+        ``task_start="explicit"`` the task begins only when the handler calls
+        :meth:`Context.start_task`, so it can gather input by MRTR first.
         """
+        if task_support not in ("forbidden", "optional", "required"):
+            raise ValueError(f"task_support must be forbidden, optional or required, not {task_support!r}")
+        if task_start not in ("immediate", "explicit"):
+            raise ValueError(f"task_start must be immediate or explicit, not {task_start!r}")
 
         def register(fn: Handler) -> Handler:
             signature = _Signature.of(fn)
@@ -263,7 +283,9 @@ class McpServer:
                 definition["outputSchema"] = output_schema
             if meta is not None:
                 definition["_meta"] = meta
-            self._tools[tool_name] = _Tool(tool_name, signature, definition, output_schema, passthrough)
+            self._tools[tool_name] = _Tool(
+                tool_name, signature, definition, output_schema, passthrough, task_support, task_start
+            )
             self._changed("notifications/tools/list_changed")
             return fn
 
@@ -404,6 +426,16 @@ class McpServer:
     def tool_definition(self, name: str) -> dict[str, Any] | None:
         tool = self._tools.get(name)
         return None if tool is None else tool.definition
+
+    def tool_task_support(self, name: str) -> tuple[TaskSupport, TaskStart]:
+        """A tool's task support and start (unknown tools: ``("forbidden", "immediate")``)."""
+        tool = self._tools.get(name)
+        return ("forbidden", "immediate") if tool is None else (tool.task_support, tool.task_start)
+
+    @property
+    def supports_tasks(self) -> bool:
+        """Whether any registered tool can run as a task (advertise the extension)."""
+        return any(t.task_support != "forbidden" for t in self._tools.values())
 
     def has_method(self, method: str) -> bool:
         return method in self._methods

@@ -30,6 +30,7 @@ from ._modern import ModernEra
 from ._server import McpServer
 from ._session import Session
 from ._stream import Attachment, JsonSlot
+from ._tasks import TaskRegistry
 from ._versions import DEFAULT_LEGACY_VERSION, LEGACY_VERSIONS, at_least, negotiate_legacy
 
 __all__ = ["McpHttpApp", "TransportConfig"]
@@ -82,6 +83,14 @@ class TransportConfig:
     #: HMAC key protecting 2026-07-28 ``requestState``; random per process if unset.
     #: Give every worker of one deployment the same key.
     request_state_key: bytes | None = None
+    #: Tasks extension (2026-07-28): cap on task records, running or finished; beyond
+    #: it ``optional`` task tools answer directly and ``required`` ones are refused.
+    max_tasks: int = 1000
+    #: Seconds a task stays reachable with ``tasks/get`` (its ``ttlMs``); its work is
+    #: cancelled if still running then.  ``None``: until shutdown.
+    task_ttl: float | None = 600.0
+    #: The ``pollIntervalMs`` suggested to clients, in seconds.
+    task_poll_interval: float = 1.0
 
 
 class McpHttpApp:
@@ -105,6 +114,13 @@ class McpHttpApp:
         self._calls = 0
         self._calls_idle = trio.Event()
         self._calls_idle.set()
+        #: The tasks of the 2026-07-28 tasks extension, owned by :meth:`run`.
+        self.tasks = TaskRegistry(
+            server,
+            max_tasks=self.config.max_tasks,
+            ttl=self.config.task_ttl,
+            poll_interval=self.config.task_poll_interval,
+        )
         #: The stateless 2026-07-28 era, served on the same endpoint (T-00).
         self._modern = ModernEra(self)
 
@@ -117,6 +133,7 @@ class McpHttpApp:
         self.server.add_listener(self._broadcast)
         try:
             async with trio.open_nursery() as nursery:
+                await nursery.start(self.tasks.run)
                 self._nursery = nursery
                 self._admitting = True
                 task_status.started()
@@ -135,8 +152,9 @@ class McpHttpApp:
         """Shut down gracefully (DESIGN.md, guarantee 3); returns when all is quiet.
 
         1. stop admitting: new sessions and requests get 503 + ``Retry-After``;
-        2. let in-flight requests finish within the grace period;
-        3. cancel what is still running (each gets a JSON-RPC error on its stream);
+        2. let in-flight requests and running tasks finish within the grace period;
+        3. cancel what is still running (each gets a JSON-RPC error on its stream;
+           each task fails with one, for ``tasks/get``);
         4. close every stream's connection, so each response ends cleanly;
         5. wait (bounded) until every HTTP response is complete.
         """
@@ -144,11 +162,14 @@ class McpHttpApp:
         self._admitting = False
         with trio.move_on_after(grace):
             await self._handlers_idle.wait()
+            await self.tasks.wait_idle()
         for session in self._all_sessions():
             session.cancel_all("shutdown")
         self._modern.cancel_all()
+        self.tasks.cancel_all()
         with trio.move_on_after(self.config.final_send_timeout):
             await self._handlers_idle.wait()
+            await self.tasks.wait_idle()
         for session in self._all_sessions():
             session.close_connections(self.config.retry_ms)
         self._modern.close_listeners()

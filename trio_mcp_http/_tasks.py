@@ -1,0 +1,444 @@
+"""Tasks: the ``io.modelcontextprotocol/tasks`` extension of the 2026-07-28 era (SEP-2663).
+
+A ``tools/call`` to a task-supporting tool, from a client that declares the extension,
+is answered at once with a ``CreateTaskResult``; the tool runs on, the client polls
+``tasks/get`` (status, then the inlined result or error), answers input requests with
+``tasks/update`` and can stop the work with ``tasks/cancel``.
+
+Ownership: every task is a child of :meth:`TaskRegistry.run`'s nursery, which
+:meth:`McpHttpApp.run` starts in its own, so no task outlives the app and none is
+detached.  Each task holds two cancel scopes:
+
+* ``lifetime``: its deadline is the end of the task's ``ttlMs``.  When it fires, the
+  record goes (and any work still running with it).  A finished task is a sleeping
+  child inside this scope: expiry is a deadline, never a polling loop.
+* ``work``: the tool's handler runs inside it; ``tasks/cancel`` and the drain cancel
+  the work through it, and the record stays for ``tasks/get``.
+
+The registry is bounded (``max_tasks`` records, running or finished).  Input a task
+asks for parks it in ``input_required`` until ``tasks/update`` brings every answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ._context import Context, InputRequest, InputRequired, Outlet, answer_is_valid
+from ._errors import INTERNAL_ERROR, INVALID_PARAMS, MISSING_CLIENT_CAPABILITY, McpError
+
+if TYPE_CHECKING:
+    from ._server import McpServer
+
+__all__ = ["EXTENSION", "METHODS", "Task", "TaskRegistry", "declares_tasks"]
+
+logger = logging.getLogger("trio_mcp_http")
+
+#: The extension's identifier, in ``capabilities.extensions`` of both sides.
+EXTENSION = "io.modelcontextprotocol/tasks"
+#: The methods of the extension (``tasks/result`` and ``tasks/list`` are gone in it).
+METHODS = frozenset({"tasks/get", "tasks/update", "tasks/cancel"})
+TERMINAL = frozenset({"completed", "failed", "cancelled"})
+
+
+def declares_tasks(capabilities: dict[str, Any]) -> bool:
+    """Whether a request's client capabilities declare the tasks extension."""
+    extensions = capabilities.get("extensions")
+    return isinstance(extensions, dict) and extensions.get(EXTENSION) is not None
+
+
+def missing_extension() -> McpError:
+    """-32021, naming the extension the way ``InitializeRequest.capabilities`` would."""
+    return McpError(
+        MISSING_CLIENT_CAPABILITY,
+        f"Missing required client capability: extension {EXTENSION}",
+        {"requiredCapabilities": {"extensions": {EXTENSION: {}}}},
+    )
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class _Waiter:
+    """One ``ask`` parked on the client: the keys still open, the answers so far."""
+
+    __slots__ = ("answers", "done", "open")
+
+    def __init__(self) -> None:
+        self.open: set[str] = set()
+        self.answers: dict[str, Any] = {}
+        self.done = trio.Event()
+
+
+class Task:
+    """One task: the record ``tasks/get`` shows, and the scopes its work runs under.
+
+    It is also the handler's :class:`~trio_mcp_http._context.TaskControl`.
+    """
+
+    def __init__(self, registry: TaskRegistry) -> None:
+        self._registry = registry
+        #: 192 random bits: the id is the only capability needed to reach the task.
+        self.id = secrets.token_urlsafe(24)
+        self.status = "working"
+        self.status_message: str | None = None
+        self.created_at = self.updated_at = _now()
+        self.result: Any = None
+        self.error: dict[str, Any] | None = None
+        #: Input requests by wire key: (request, the handler's key, its waiter).
+        self.pending: dict[str, tuple[InputRequest, str, _Waiter]] = {}
+        #: Whether the client has been given the task (before: an ordinary request).
+        self.born = False
+        #: Set when the request that started the task can be answered.
+        self.decided = trio.Event()
+        self.early_result: Any = None
+        self.early_error: McpError | InputRequired | None = None
+        #: The ``CreateTaskResult``, as of the moment the task came to exist.
+        self.announcement: dict[str, Any] = {}
+        self.outlet: _TaskOutlet | None = None
+        self.lifetime = trio.CancelScope()
+        self.work = trio.CancelScope()
+
+    # -- TaskControl ------------------------------------------------------------------
+
+    @property
+    def task_id(self) -> str | None:
+        return self.id if self.born else None
+
+    async def start_task(self) -> None:
+        if not self.born:
+            self._registry._adopt(self)
+            self.decided.set()
+        await trio.lowlevel.checkpoint()
+
+    # -- wire shapes ------------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        """The ``Task`` fields shared by ``CreateTaskResult`` and ``tasks/get``."""
+        ttl = self._registry.ttl
+        info: dict[str, Any] = {
+            "taskId": self.id,
+            "status": self.status,
+            "createdAt": self.created_at,
+            "lastUpdatedAt": self.updated_at,
+            "ttlMs": None if ttl is None else round(ttl * 1000),
+            "pollIntervalMs": self._registry.poll_interval_ms,
+        }
+        if self.status_message is not None:
+            info["statusMessage"] = self.status_message
+        return info
+
+    def detailed(self) -> dict[str, Any]:
+        """``DetailedTask``: the info plus what the status calls for."""
+        body = self.info()
+        if self.status == "completed":
+            body["result"] = self.result
+        elif self.status == "failed":
+            body["error"] = self.error
+        elif self.status == "input_required":
+            body["inputRequests"] = {wire: dict(request) for wire, (request, _, _) in self.pending.items()}
+        return body
+
+    # -- state changes (all synchronous: a tasks/get right after sees them) -----------
+
+    def _set(self, status: str, message: str | None = None) -> None:
+        self.status = status
+        self.status_message = message
+        self.updated_at = _now()
+
+    def _refresh(self) -> None:
+        if self.status in TERMINAL:
+            return
+        status = "input_required" if self.pending else "working"
+        if status != self.status:
+            self._set(status)
+
+    def settle(self, result: Any) -> None:
+        if not self.born:
+            self.early_result = result
+            self.decided.set()
+        elif self.status not in TERMINAL:
+            self.result = result
+            self._set("completed")
+
+    def fail(self, error: McpError | InputRequired) -> None:
+        if not self.born:
+            self.early_error = error
+            self.decided.set()
+        elif self.status not in TERMINAL:
+            if isinstance(error, InputRequired):
+                error = McpError(INTERNAL_ERROR, "The tool asked for input where the protocol allows none")
+            self.error = error.to_error_object()
+            self._set("failed", error.message)
+
+    def cancel(self, message: str = "Cancelled by the client") -> None:
+        """``tasks/cancel``: idempotent; the work is cancelled, the record stays."""
+        if self.status in TERMINAL:
+            return
+        self.pending.clear()
+        self._set("cancelled", message)
+        self.work.cancel()
+
+    def shut_down(self) -> None:
+        """The drain's cancellation: the task fails with the reason, like a request would."""
+        if self.status in TERMINAL:
+            return
+        self.pending.clear()
+        self.error = {"code": INTERNAL_ERROR, "message": "Server shutting down: task cancelled"}
+        self._set("failed", "Server shutting down")
+        self.work.cancel()
+
+    # -- input (SEP-2322 inside a task) -----------------------------------------------
+
+    async def ask(self, requests: dict[str, InputRequest], capabilities: dict[str, Any]) -> dict[str, Any]:
+        """Park in ``input_required`` until ``tasks/update`` has answered every request."""
+        undeclared = {r.capability for r in requests.values() if r.capability not in capabilities}
+        if undeclared:
+            raise McpError(
+                MISSING_CLIENT_CAPABILITY,
+                f"Missing required client capability: {', '.join(sorted(undeclared))}",
+                {"requiredCapabilities": {name: {} for name in sorted(undeclared)}},
+            )
+        if not requests:
+            await trio.lowlevel.checkpoint()
+            return {}
+        waiter = _Waiter()
+        for key, request in requests.items():
+            wire = key
+            n = 1
+            while wire in self.pending:  # the same key asked twice at once
+                n += 1
+                wire = f"{key}-{n}"
+            self.pending[wire] = (request, key, waiter)
+            waiter.open.add(wire)
+        self._refresh()
+        try:
+            await waiter.done.wait()
+        finally:
+            for wire in waiter.open:  # cancelled while parked: withdraw the questions
+                self.pending.pop(wire, None)
+            self._refresh()
+        return waiter.answers
+
+    def update(self, responses: dict[str, Any]) -> None:
+        """``tasks/update``: deliver answers; unknown or already answered keys are ignored."""
+        for wire, answer in responses.items():
+            entry = self.pending.get(wire)
+            if entry is not None and not answer_is_valid(entry[0]["method"], answer):
+                raise McpError(
+                    INVALID_PARAMS, f"inputResponses[{wire!r}] is not a valid answer to {entry[0]['method']}"
+                )
+        for wire, answer in responses.items():
+            popped = self.pending.pop(wire, None)
+            if popped is None:
+                continue
+            _, key, waiter = popped
+            waiter.answers[key] = answer
+            waiter.open.discard(wire)
+            if not waiter.open:
+                waiter.done.set()
+        self._refresh()
+
+
+class _TaskOutlet:
+    """A task handler's outlet: the request's until the task exists, the task's after.
+
+    The request's outlet is dropped when the task is born (``request`` becomes
+    ``None``): a record kept for its ttl holds no HTTP response objects.
+    """
+
+    __slots__ = ("capabilities", "request", "task")
+
+    def __init__(self, task: Task, request: Outlet, capabilities: dict[str, Any]) -> None:
+        self.task = task
+        self.request: Outlet | None = request
+        self.capabilities = capabilities
+
+    async def notify(self, method: str, params: dict[str, Any] | None) -> None:
+        if self.request is not None:
+            await self.request.notify(method, params)
+        # Once the task exists no response stream carries its messages: clients poll.
+
+    async def ask(self, requests: dict[str, InputRequest]) -> dict[str, Any]:
+        if self.request is not None:
+            return await self.request.ask(requests)  # MRTR, before the task exists
+        return await self.task.ask(requests, self.capabilities)
+
+    def close_stream(self, retry_ms: int | None) -> None:
+        if self.request is not None:
+            self.request.close_stream(retry_ms)
+
+
+class TaskRegistry:
+    """Every task of one app: created, looked up, updated, cancelled and expired here."""
+
+    def __init__(
+        self,
+        server: McpServer,
+        *,
+        max_tasks: int = 1000,
+        ttl: float | None = 600.0,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self.server = server
+        self.max_tasks = max_tasks
+        #: Seconds a task stays reachable after it is created (``None``: until shutdown).
+        self.ttl = ttl
+        self.poll_interval_ms = max(1, round(poll_interval * 1000))
+        self._nursery: trio.Nursery | None = None
+        self._tasks: dict[str, Task] = {}
+        self._provisional = 0
+        self._running = 0
+        self._idle = trio.Event()
+        self._idle.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Own every task until cancelled (started by :meth:`McpHttpApp.run`)."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            self._nursery = None
+
+    # -- what the app needs -----------------------------------------------------------
+
+    def statistics(self) -> dict[str, int]:
+        return {"tasks": len(self._tasks), "tasks_running": self._running}
+
+    async def wait_idle(self) -> None:
+        """Until no task's work is running (finished records may remain)."""
+        await self._idle.wait()
+
+    def cancel_all(self) -> None:
+        """The drain, after its grace period: stop every task's work."""
+        for task in list(self._tasks.values()):
+            task.shut_down()
+
+    def get(self, task_id: str) -> Task | None:
+        return self._tasks.get(task_id)
+
+    # -- tools/call -------------------------------------------------------------------
+
+    async def call_tool(self, params: dict[str, Any], ctx: Context) -> Any:
+        """Answer ``tools/call``: directly, or by creating a task where tool and client
+        allow it.  Raises what dispatch raises (``McpError``, ``InputRequired``)."""
+        name = params.get("name")
+        support, start = self.server.tool_task_support(name) if isinstance(name, str) else ("forbidden", "")
+        if support == "forbidden":
+            return await self.server.dispatch("tools/call", params, ctx)
+        if not declares_tasks(ctx.client_capabilities):
+            if support == "required":
+                # Before the handler runs: it cannot be served without a task.
+                raise missing_extension()
+            return await self.server.dispatch("tools/call", params, ctx)
+        if self._nursery is None or len(self._tasks) + self._provisional >= self.max_tasks:
+            if support == "optional":
+                return await self.server.dispatch("tools/call", params, ctx)
+            raise McpError(
+                INTERNAL_ERROR, "Server busy: too many tasks, retry later", {"maxTasks": self.max_tasks}
+            )
+        task = Task(self)
+        task.outlet = ctx._outlet = _TaskOutlet(task, ctx._outlet, ctx.client_capabilities)
+        ctx._task = task
+        self._provisional += 1
+        if start == "immediate":
+            # Registered before the answer goes out: a tasks/get right after finds it.
+            self._adopt(task)
+            await self._nursery.start(self._keep, task, params, ctx)
+            return task.announcement
+        await self._nursery.start(self._keep, task, params, ctx)
+        try:
+            await task.decided.wait()
+        finally:
+            if not task.born:
+                # Answered without a task, or the request is gone (T-75: the client
+                # left, or the drain): the handler must not run on unowned.
+                task.lifetime.cancel()
+        if task.born:
+            return task.announcement
+        if task.early_error is not None:
+            raise task.early_error
+        return task.early_result
+
+    def _adopt(self, task: Task) -> None:
+        """The task exists from now on: visible, counted, and its ttl running."""
+        task.born = True
+        if task.outlet is not None:
+            task.outlet.request = None
+        task.created_at = task.updated_at = _now()
+        task.lifetime.deadline = math.inf if self.ttl is None else trio.current_time() + self.ttl
+        self._provisional -= 1
+        self._tasks[task.id] = task
+        task.announcement = {"resultType": "task", **task.info()}
+
+    async def _keep(
+        self, task: Task, params: dict[str, Any], ctx: Context, *, task_status: trio.TaskStatus[None]
+    ) -> None:
+        """One task's life: its work, then its record until the ttl runs out."""
+        try:
+            with task.lifetime:
+                # Counted as running before the caller hears of it, so a drain (or a
+                # test) that looks right after creation waits for it.
+                if self._running == 0:
+                    self._idle = trio.Event()
+                self._running += 1
+                try:
+                    task_status.started()
+                    await self._work(task, params, ctx)
+                finally:
+                    self._running -= 1
+                    if self._running == 0:
+                        self._idle.set()
+                if task.born:
+                    del params, ctx  # the record keeps the outcome, not the request
+                    await trio.sleep_forever()  # keep the outcome for tasks/get
+        finally:
+            if task.born:
+                if self._tasks.get(task.id) is task:
+                    del self._tasks[task.id]
+            else:
+                self._provisional -= 1
+                if not task.decided.is_set():
+                    task.early_error = McpError(INTERNAL_ERROR, "Server shutting down: request cancelled")
+                    task.decided.set()
+
+    async def _work(self, task: Task, params: dict[str, Any], ctx: Context) -> None:
+        with task.work:
+            try:
+                value = await self.server.dispatch("tools/call", params, ctx)
+            except (McpError, InputRequired) as exc:
+                task.fail(exc)
+            except Exception:
+                logger.exception("task %s failed", task.id)
+                task.fail(McpError(INTERNAL_ERROR, "Internal error"))
+            else:
+                task.settle(value)
+
+    # -- tasks/get, tasks/update, tasks/cancel ----------------------------------------
+
+    def answer(self, method: str, params: dict[str, Any], capabilities: dict[str, Any]) -> dict[str, Any]:
+        if not declares_tasks(capabilities):
+            raise missing_extension()
+        task_id = params.get("taskId")
+        task = self._tasks.get(task_id) if isinstance(task_id, str) else None
+        if task is None:
+            raise McpError(INVALID_PARAMS, f"Unknown task: {task_id}", {"taskId": task_id})
+        if method == "tasks/get":
+            return {"resultType": "complete", **task.detailed()}
+        if method == "tasks/update":
+            responses = params.get("inputResponses")
+            if not isinstance(responses, dict):
+                raise McpError(INVALID_PARAMS, "inputResponses must be an object")
+            task.update(responses)
+        else:
+            task.cancel()
+        # An acknowledgement only: the task's state is read with tasks/get.
+        return {"resultType": "complete"}
