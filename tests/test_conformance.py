@@ -85,6 +85,8 @@ async def test_fixture_surface_is_what_the_suite_looks_up() -> None:
         "test_input_required_result_list_roots", "test_input_required_result_request_state",
         "test_input_required_result_multiple_inputs", "test_input_required_result_multi_round",
         "test_input_required_result_tampered_state", "test_input_required_result_capabilities",
+        "greet", "slow_compute", "failing_job", "protocol_error_job", "confirm_delete",
+        "multi_input", "test_tool_with_task",
     }  # fmt: skip
     assert expected <= set(names)
 

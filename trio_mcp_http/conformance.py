@@ -25,6 +25,7 @@ from . import (
     EmbeddedResource,
     ImageContent,
     InputRequest,
+    McpError,
     McpHttpApp,
     McpServer,
     PromptMessage,
@@ -483,6 +484,66 @@ async def test_input_required_result_capabilities(ctx: Context) -> str:
         return "No supported capabilities declared"
     answers = await ctx.ask(requests)
     return f"capabilities-ok: received {','.join(answers)}"
+
+
+# -- tools: the tasks extension (SEP-2663, 2026-07-28 wire; ordinary calls before) -------
+
+
+@server.tool()
+async def greet(name: str) -> str:
+    """Greets by name; never runs as a task"""
+    return f"Hello, {name}!"
+
+
+@server.tool(task_support="optional")
+async def slow_compute(
+    seconds: Annotated[float, Field(description="How long to compute", ge=0)] = 1.0,
+    label: Annotated[str, Field(description="A label echoed in the result")] = "",
+) -> str:
+    """Sleeps `seconds`, then reports the result; runs as a task for clients that support it"""
+    await trio.sleep(seconds)
+    return f"Computed {label or 'result'} after {seconds:g}s"
+
+
+@server.tool(task_support="required")
+async def failing_job() -> str:
+    """Runs only as a task, which completes with a tool error (isError)"""
+    await trio.sleep(0.5)
+    raise ToolError("failing_job always fails")
+
+
+@server.tool(task_support="optional")
+async def protocol_error_job() -> str:
+    """Its task fails with a JSON-RPC error instead of producing a result"""
+    raise McpError(-32603, "protocol_error_job hit an internal error")  # JSON-RPC internal error
+
+
+@server.tool(task_support="optional")
+async def confirm_delete(ctx: Context, filename: str) -> str:
+    """Asks for confirmation (one elicitation) before deleting `filename`"""
+    answer = await ctx.elicit(f"Delete {filename}?", _CONFIRM_SCHEMA, key="confirm")
+    confirmed = isinstance(answer.get("content"), dict) and answer["content"].get("ok") is True
+    return f"Deleted {filename}" if confirmed else f"Kept {filename}"
+
+
+@server.tool(task_support="optional")
+async def multi_input(ctx: Context) -> str:
+    """Asks two questions at once (two pending elicitations)"""
+    answers = await ctx.ask(
+        {
+            "first_name": InputRequest.elicitation("Your first name?", _NAME_SCHEMA),
+            "last_name": InputRequest.elicitation("Your last name?", _NAME_SCHEMA),
+        }
+    )
+    return f"Hello, {_field(answers['first_name'], 'name')} {_field(answers['last_name'], 'name')}!"
+
+
+@server.tool(task_support="required", task_start="explicit")
+async def test_tool_with_task(ctx: Context) -> str:
+    """Asks for a name by MRTR, then continues as a task"""
+    answer = await ctx.elicit("What is your name?", _NAME_SCHEMA, key="user_name")
+    await ctx.start_task()
+    return f"Hello, {_field(answer, 'name', 'stranger')}! (from task {ctx.task_id})"
 
 
 # -- resources ----------------------------------------------------------------------------
