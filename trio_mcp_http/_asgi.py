@@ -35,7 +35,7 @@ CLIENT_CLOSED_REQUEST = 499
 JSON_HEADERS: list[tuple[bytes, bytes]] = [(b"content-type", b"application/json")]
 
 
-class ClientGone(Exception):  # noqa: N818 - it is a condition, not an error
+class ClientGone(Exception):
     """The client disconnected; raised by :func:`read_body` and caught by the app."""
 
 
@@ -48,10 +48,12 @@ class _State(enum.Enum):
 class GuardedResponse:
     """Wraps the ASGI ``send`` of one HTTP request; see the module docstring."""
 
-    __slots__ = ("_send", "_state", "client_gone", "status")
+    __slots__ = ("_send", "_state", "client_gone", "final_send_timeout", "status")
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, final_send_timeout: float = 1.0) -> None:
         self._send = send
+        #: Bound on the final, shielded send of :meth:`complete`.
+        self.final_send_timeout = final_send_timeout
         self._state = _State.NOT_STARTED
         self.client_gone = False
         self.status: int | None = None
@@ -69,7 +71,7 @@ class GuardedResponse:
             # Sends after a disconnect go nowhere; never raise into the caller.
             try:
                 await self._send(message)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 logger.debug("send after disconnect failed", exc_info=True)
             return
         await self._send(message)
@@ -87,9 +89,7 @@ class GuardedResponse:
             raise RuntimeError("response not streaming")
         await self._raw({"type": "http.response.body", "body": data, "more_body": True})
 
-    async def respond(
-        self, status: int, headers: list[tuple[bytes, bytes]], body: bytes = b""
-    ) -> None:
+    async def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> None:
         """A whole response in one go."""
         await self.start(status, [*headers, (b"content-length", b"%d" % len(body))])
         self._state = _State.COMPLETE
@@ -99,8 +99,9 @@ class GuardedResponse:
         body = _jsonrpc.encode_error(request_id, exc.code, exc.message, exc.data)
         await self.respond(exc.status_hint, JSON_HEADERS + exc.headers, body)
 
-    async def complete(self, *, failed: bool, timeout: float) -> None:
+    async def complete(self, *, failed: bool) -> None:
         """Finish the response if the handler did not; shielded and bounded."""
+        timeout = self.final_send_timeout
         if self._state is _State.COMPLETE:
             return
         with trio.CancelScope(shield=True) as scope:
@@ -116,7 +117,7 @@ class GuardedResponse:
                     message = "Internal error" if failed else "Request ended without a response"
                     body = _jsonrpc.encode_error(None, INTERNAL_ERROR, message)
                     await self.respond(500, JSON_HEADERS, body)
-            except Exception:  # noqa: BLE001 - the client is gone; nothing left to tell it
+            except Exception:
                 logger.debug("could not complete response", exc_info=True)
         if scope.cancelled_caught:
             logger.warning("final send of a response timed out after %.1fs", timeout)
@@ -138,9 +139,7 @@ async def read_body(receive: Receive, limit: int, response: GuardedResponse) -> 
         if body:
             size += len(body)
             if size > limit:
-                raise ProtocolError(
-                    413, -32600, f"Payload Too Large: the body exceeds {limit} bytes"
-                )
+                raise ProtocolError(413, -32600, f"Payload Too Large: the body exceeds {limit} bytes")
             chunks.append(body)
         if not message.get("more_body", False):
             break

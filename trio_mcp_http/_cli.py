@@ -11,8 +11,8 @@ from typing import Any
 
 import trio
 
-from ._server import McpServer
 from ._serve import serve
+from ._server import McpServer
 from ._transport import TransportConfig
 
 __all__ = ["main"]

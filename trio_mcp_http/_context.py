@@ -75,16 +75,12 @@ class InputRequest(dict[str, Any]):
     """A request for input from the client: ``{"method": ..., "params": ...}``."""
 
     @classmethod
-    def elicitation(
-        cls, message: str, requested_schema: Mapping[str, Any], **extra: Any
-    ) -> InputRequest:
+    def elicitation(cls, message: str, requested_schema: Mapping[str, Any], **extra: Any) -> InputRequest:
         params = {"message": message, "requestedSchema": dict(requested_schema), **extra}
         return cls(method="elicitation/create", params=params)
 
     @classmethod
-    def sampling(
-        cls, messages: list[Any], max_tokens: int, **extra: Any
-    ) -> InputRequest:
+    def sampling(cls, messages: list[Any], max_tokens: int, **extra: Any) -> InputRequest:
         return cls(
             method="sampling/createMessage",
             params={"messages": messages, "maxTokens": max_tokens, **extra},

@@ -10,14 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "HEADER_MISMATCH",
     "INTERNAL_ERROR",
     "INVALID_PARAMS",
     "INVALID_REQUEST",
     "METHOD_NOT_FOUND",
+    "MISSING_CLIENT_CAPABILITY",
     "PARSE_ERROR",
     "RESOURCE_NOT_FOUND",
-    "HEADER_MISMATCH",
-    "MISSING_CLIENT_CAPABILITY",
     "UNSUPPORTED_PROTOCOL_VERSION",
     "McpError",
     "McpHttpError",

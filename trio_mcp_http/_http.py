@@ -59,11 +59,8 @@ def accepts(accept: str | None, media_type: str) -> bool:
     """
     if accept is None:
         return True
-    major = media_type.split("/", 1)[0]
-    for media_range in _media_ranges(accept):
-        if media_range in (media_type, "*/*", major + "/*"):
-            return True
-    return False
+    admitted = (media_type, "*/*", media_type.split("/", 1)[0] + "/*")
+    return any(media_range in admitted for media_range in _media_ranges(accept))
 
 
 def is_json_content_type(content_type: str | None) -> bool:
@@ -134,9 +131,8 @@ class HostPolicy:
 
     def check(self, host: str | None, origin: str | None) -> None:
         """Raise :class:`ProtocolError` (421 or 403) when the request must be refused."""
-        if self.enabled:
-            if host is not None and _host_name(host) not in self.allowed_hosts:
-                raise ProtocolError(421, INVALID_REQUEST, "Misdirected Request: invalid Host header")
+        if self.enabled and host is not None and _host_name(host) not in self.allowed_hosts:
+            raise ProtocolError(421, INVALID_REQUEST, "Misdirected Request: invalid Host header")
         if origin is None:
             return
         if not self._origin_allowed(origin, host):

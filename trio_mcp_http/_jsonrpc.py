@@ -134,9 +134,7 @@ def encode_result(request_id: int | str, result: Any) -> bytes:
     return to_json({"jsonrpc": "2.0", "id": request_id, "result": result})
 
 
-def encode_error(
-    request_id: int | str | None, code: int, message: str, data: Any = None
-) -> bytes:
+def encode_error(request_id: int | str | None, code: int, message: str, data: Any = None) -> bytes:
     error: dict[str, Any] = {"code": code, "message": message}
     if data is not None:
         error["data"] = data
@@ -153,9 +151,7 @@ def encode_notification(method: str, params: dict[str, Any] | None = None) -> by
     return to_json({"jsonrpc": "2.0", "method": method, "params": params})
 
 
-def encode_request(
-    request_id: int | str, method: str, params: dict[str, Any] | None = None
-) -> bytes:
+def encode_request(request_id: int | str, method: str, params: dict[str, Any] | None = None) -> bytes:
     message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
     if params is not None:
         message["params"] = params

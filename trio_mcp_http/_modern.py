@@ -62,20 +62,23 @@ META_SERVER_INFO = "io.modelcontextprotocol/serverInfo"
 META_SUBSCRIPTION = "io.modelcontextprotocol/subscriptionId"
 
 #: Methods of the 2026-07-28 revision a server answers.
-METHODS = frozenset(
-    {
-        "server/discover",
-        "tools/list",
-        "tools/call",
-        "resources/list",
-        "resources/templates/list",
-        "resources/read",
-        "prompts/list",
-        "prompts/get",
-        "completion/complete",
-        "subscriptions/listen",
-    }
-) | TASK_METHODS  # the tasks extension (SEP-2663; _tasks.py)
+METHODS = (
+    frozenset(
+        {
+            "server/discover",
+            "tools/list",
+            "tools/call",
+            "resources/list",
+            "resources/templates/list",
+            "resources/read",
+            "prompts/list",
+            "prompts/get",
+            "completion/complete",
+            "subscriptions/listen",
+        }
+    )
+    | TASK_METHODS
+)  # the tasks extension (SEP-2663; _tasks.py)
 #: Results that carry caching hints (SEP-2549).
 CACHEABLE = frozenset(
     {
@@ -91,7 +94,8 @@ CACHEABLE = frozenset(
 MAY_REQUIRE_INPUT = frozenset({"tools/call", "prompts/get", "resources/read"})
 #: Where ``Mcp-Name`` comes from, per method (SEP-2243).
 NAME_SOURCE = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"} | {
-    method: "taskId" for method in TASK_METHODS  # SEP-2663: Mcp-Name carries the taskId
+    method: "taskId"
+    for method in TASK_METHODS  # SEP-2663: Mcp-Name carries the taskId
 }
 #: Filter keys of ``subscriptions/listen`` and the notifications they admit.
 LIST_CHANGED = {

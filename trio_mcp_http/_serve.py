@@ -139,7 +139,11 @@ async def serve(
     Runs inside the caller's nursery: ``await nursery.start(serve, server)`` gives the
     :class:`McpHttpServer` handle.
     """
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) if handle_signals else _no_signals() as signals:
+    with (
+        trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM)
+        if handle_signals
+        else _no_signals() as signals
+    ):
         async with open_mcp_server(server, host=host, port=port, config=config, **options) as handle:
             task_status.started(handle)
             # The actual URL: with port 0 this is the only way to learn the port.
@@ -159,7 +163,7 @@ async def _shutdown_on_signal(signals: Any, handle: McpHttpServer) -> None:
         return
 
 
-class _no_signals:  # noqa: N801
+class _no_signals:
     def __enter__(self) -> None:
         return None
 

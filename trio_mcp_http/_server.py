@@ -635,4 +635,3 @@ def _prompt_messages(value: Any) -> list[Any]:
     if isinstance(value, list):
         return [_prompt_messages(v)[0] if isinstance(v, str) else _wire(v) for v in value]
     return [_wire(value)]
-

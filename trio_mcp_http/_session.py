@@ -121,7 +121,7 @@ class Session:
         if self.terminated:
             return
         self.terminated = True
-        self.app._forget(self)  # noqa: SLF001
+        self.app._forget(self)
         for running in self._in_flight.values():
             running.cancel("session terminated")
         for stream in self._streams.values():
@@ -216,7 +216,7 @@ class Session:
         running = _Running()
         self._in_flight[request.request_id] = running
         self._busy_change(+1)
-        self.app._handler_started()  # noqa: SLF001
+        self.app._handler_started()
         self._nursery.start_soon(self._run, request, outbox, running)
 
     async def _run(self, request: Envelope, outbox: Outbox, running: _Running) -> None:
@@ -229,7 +229,7 @@ class Session:
             if self._in_flight.get(request.request_id) is running:
                 del self._in_flight[request.request_id]
             self._busy_change(-1)
-            self.app._handler_finished()  # noqa: SLF001
+            self.app._handler_finished()
             if message is None:
                 message = self._cancelled_answer(request, running, outbox)
             outbox.publish_final(message)
@@ -299,7 +299,9 @@ class Session:
             del self._pending[request_id]
         if pending.error is not None:
             error = pending.error
-            raise McpError(int(error.get("code", INTERNAL_ERROR)), str(error.get("message", "")), error.get("data"))
+            raise McpError(
+                int(error.get("code", INTERNAL_ERROR)), str(error.get("message", "")), error.get("data")
+            )
         return pending.result
 
     def deliver_response(self, response: Envelope) -> None:

@@ -12,7 +12,16 @@ from typing import Any
 import trio
 
 from . import _jsonrpc, _sse
-from ._asgi import JSON_HEADERS, ClientGone, GuardedResponse, Message, Receive, Send, read_body, watch_disconnect
+from ._asgi import (
+    JSON_HEADERS,
+    ClientGone,
+    GuardedResponse,
+    Message,
+    Receive,
+    Send,
+    read_body,
+    watch_disconnect,
+)
 from ._context import Context, level_rank
 from ._errors import (
     INTERNAL_ERROR,
@@ -230,12 +239,10 @@ class McpHttpApp:
         uri = params.get("uri") if params else None
         level = params.get("level") if method == "notifications/message" and params else None
         for session in self._sessions.values():
-            if uri is not None and method == "notifications/resources/updated":
-                if uri not in session.subscriptions:
-                    continue
-            if level is not None:
-                if level_rank(level) < level_rank(session.log_level or "debug"):
-                    continue
+            if method == "notifications/resources/updated" and uri not in session.subscriptions:
+                continue
+            if level is not None and level_rank(level) < level_rank(session.log_level or "debug"):
+                continue
             session.send_unrelated(message)
         self._modern.broadcast(method, params)
 
@@ -272,7 +279,7 @@ class McpHttpApp:
         await send({"type": "lifespan.shutdown.complete"})
 
     async def _http(self, scope: Message, receive: Receive, send: Send) -> None:
-        response = GuardedResponse(send)
+        response = GuardedResponse(send, self.config.final_send_timeout)
         if self._calls == 0:
             self._calls_idle = trio.Event()
         self._calls += 1
@@ -288,7 +295,7 @@ class McpHttpApp:
             failed = True
             logger.exception("unexpected error serving %s %s", scope.get("method"), scope.get("path"))
         finally:
-            await response.complete(failed=failed, timeout=self.config.final_send_timeout)
+            await response.complete(failed=failed)
             self._calls -= 1
             if self._calls == 0:
                 self._calls_idle.set()
@@ -327,10 +334,14 @@ class McpHttpApp:
 
     async def _post(self, headers: RequestHeaders, receive: Receive, response: GuardedResponse) -> None:
         if not is_json_content_type(headers.get("content-type")):
-            raise ProtocolError(415, INVALID_REQUEST, "Unsupported Media Type: Content-Type must be application/json")
+            raise ProtocolError(
+                415, INVALID_REQUEST, "Unsupported Media Type: Content-Type must be application/json"
+            )
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.config.max_body_size:
-            raise ProtocolError(413, INVALID_REQUEST, f"Payload Too Large: the body exceeds {self.config.max_body_size} bytes")
+            raise ProtocolError(
+                413, INVALID_REQUEST, f"Payload Too Large: the body exceeds {self.config.max_body_size} bytes"
+            )
         body = await read_body(receive, self.config.max_body_size, response)
         parsed = _jsonrpc.parse_body(body)
         version_header = headers.get("mcp-protocol-version")
@@ -348,7 +359,11 @@ class McpHttpApp:
         meta = (message.params or {}).get("_meta")
         if isinstance(meta, dict) and _MODERN_VERSION_KEY in meta:
             return True
-        return version_header is not None and version_header not in LEGACY_VERSIONS and version_header != "2024-11-05"
+        return (
+            version_header is not None
+            and version_header not in LEGACY_VERSIONS
+            and version_header != "2024-11-05"
+        )
 
     def _check_accept(self, headers: RequestHeaders) -> None:
         accept = headers.get("accept")
@@ -374,10 +389,14 @@ class McpHttpApp:
         messages = parsed if isinstance(parsed, list) else [parsed]
         initialize = [m for m in messages if m.kind is Kind.REQUEST and m.method == "initialize"]
         if version_header is not None and version_header not in LEGACY_VERSIONS and not initialize:
-            raise ProtocolError(400, INVALID_REQUEST, f"Bad Request: unsupported MCP-Protocol-Version: {version_header}")
+            raise ProtocolError(
+                400, INVALID_REQUEST, f"Bad Request: unsupported MCP-Protocol-Version: {version_header}"
+            )
         if initialize:
             if len(messages) > 1:
-                raise ProtocolError(400, INVALID_REQUEST, "Invalid Request: initialize must not be part of a batch")
+                raise ProtocolError(
+                    400, INVALID_REQUEST, "Invalid Request: initialize must not be part of a batch"
+                )
             await self._initialize(initialize[0], headers, receive, response)
             return
         if self.config.stateless:
@@ -387,7 +406,9 @@ class McpHttpApp:
         session = self._session_for(headers)
         if isinstance(parsed, list) and session.protocol_version != "2025-03-26":
             # T-23: batching exists only in 2025-03-26.
-            raise ProtocolError(400, INVALID_REQUEST, "Invalid Request: batches are not supported in this protocol version")
+            raise ProtocolError(
+                400, INVALID_REQUEST, "Invalid Request: batches are not supported in this protocol version"
+            )
         session.touch()
         await self._deliver(session, messages, receive, response)
 
@@ -623,7 +644,12 @@ class McpHttpApp:
 
     async def _get(self, headers: RequestHeaders, receive: Receive, response: GuardedResponse) -> None:
         if self.config.stateless:
-            raise ProtocolError(405, INVALID_REQUEST, "Method Not Allowed: no GET stream in stateless mode", headers=[(b"allow", b"POST")])
+            raise ProtocolError(
+                405,
+                INVALID_REQUEST,
+                "Method Not Allowed: no GET stream in stateless mode",
+                headers=[(b"allow", b"POST")],
+            )
         if not accepts(headers.get("accept"), "text/event-stream"):
             raise ProtocolError(406, INVALID_REQUEST, "Not Acceptable: Client must accept text/event-stream")
         session = self._session_for(headers)
@@ -638,7 +664,9 @@ class McpHttpApp:
             if stream.attached:
                 # T-45: one standalone stream per session; a dead one is noticed by
                 # its disconnect watcher and frees the slot.
-                raise ProtocolError(409, INVALID_REQUEST, "Conflict: only one GET stream is allowed per session")
+                raise ProtocolError(
+                    409, INVALID_REQUEST, "Conflict: only one GET stream is allowed per session"
+                )
             attachment = stream.attach()
             if stream.resumable and at_least(session.protocol_version, "2025-11-25"):
                 stream.prime()
@@ -666,13 +694,19 @@ class McpHttpApp:
     def _check_version(self, headers: RequestHeaders) -> None:
         version = headers.get("mcp-protocol-version")
         if version is not None and version not in LEGACY_VERSIONS:
-            raise ProtocolError(400, INVALID_REQUEST, f"Bad Request: unsupported MCP-Protocol-Version: {version}")
+            raise ProtocolError(
+                400, INVALID_REQUEST, f"Bad Request: unsupported MCP-Protocol-Version: {version}"
+            )
 
     async def _delete(self, headers: RequestHeaders, response: GuardedResponse) -> None:
         if self.config.stateless:
-            raise ProtocolError(405, INVALID_REQUEST, "Method Not Allowed: no sessions in stateless mode", headers=[(b"allow", b"POST")])
+            raise ProtocolError(
+                405,
+                INVALID_REQUEST,
+                "Method Not Allowed: no sessions in stateless mode",
+                headers=[(b"allow", b"POST")],
+            )
         session = self._session_for(headers)
         self._check_version(headers)
         session.terminate()
         await response.respond(204, [])
-

@@ -34,7 +34,7 @@ async def echo(text: str) -> str:
 @server.tool(annotations=ToolAnnotations(readOnlyHint=True))
 async def now() -> str:
     """The server's current time (UTC, ISO 8601)."""
-    return datetime.datetime.now(datetime.timezone.utc).isoformat()
+    return datetime.datetime.now(datetime.UTC).isoformat()
 
 
 @server.tool()
