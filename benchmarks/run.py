@@ -132,7 +132,8 @@ class Server:
         self.log.close()
 
     def error_lines(self) -> int:
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         try:
             text = self.log_path.read_text(errors="replace")
         except OSError:
@@ -499,10 +500,10 @@ class Profile:
         self.quick = quick
         self.modes = list(MODES)
         self.clients = [1, 16, 64]
-        self.warmup = 0.5 if quick else 1.0
-        self.duration = 1.0 if quick else 3.0
-        self.reps = 3 if quick else 5
-        self.session_counts = [1000, 10000]
+        self.warmup = 0.3 if quick else 0.5
+        self.duration = 0.8 if quick else 2.0
+        self.reps = 2 if quick else 3
+        self.session_counts = [1000, 4000] if quick else [1000, 10000]
         self.session_deadline = 120 if quick else 240
         self.fanout_streams = [10, 100, 500]
         self.drain_streams = 1000
