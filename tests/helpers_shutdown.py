@@ -15,3 +15,11 @@ async def work(ctx: Context, seconds: float) -> str:
     await ctx.report_progress(0, 1, "started")
     await trio.sleep(seconds)
     return f"worked {seconds}"
+
+
+@server.tool()
+async def flood(ctx: Context, count: int, size: int) -> str:
+    """Publish `count` notifications of `size` bytes (more than socket buffers hold)."""
+    for _ in range(count):
+        await ctx.notify("notifications/message", {"level": "debug", "data": "x" * size})
+    return "flooded"

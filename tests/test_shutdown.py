@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import trio
 import trio.testing
 from helpers import (
@@ -259,6 +260,46 @@ async def test_sigterm_drains_every_stream_and_answers_every_request() -> None:
         assert "received SIGTERM" in text
         bad = [line for line in stderr_lines if re.search(r"\b(ERROR|CRITICAL|WARNING)\b|Traceback", line)]
         assert bad == [], bad
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "Hypercorn's trio TCPServer.protocol_send does send_all in a shielded CancelScope with no "
+        "timeout: a peer that keeps its connection open but stops reading blocks that send, and with "
+        "it the drain and Hypercorn's graceful_timeout, forever"
+    ),
+)
+async def test_a_stalled_reader_does_not_hold_up_the_exit() -> None:
+    """A client that stops reading a stream (its socket stays open, its window at zero)
+    must not keep the server from exiting within grace + 1 s."""
+    grace = 1.0
+    with trio.fail_after(30):
+        async with (
+            server_process(grace) as (process, port, _),
+            httpx.AsyncClient(timeout=10) as http,
+        ):
+            url = f"http://127.0.0.1:{port}/mcp"
+            response = await http.post(url, content=json.dumps(initialize()), headers=POST_HEADERS)
+            headers = POST_HEADERS | {
+                "mcp-session-id": response.headers["mcp-session-id"],
+                "mcp-protocol-version": LATEST,
+            }
+            # ~25 MB of events: far more than the loopback socket buffers hold.
+            body = json.dumps(call_tool(1, "flood", count=400, size=65536)).encode()
+            stalled = await HttpStream.open(port, "POST", headers, body)
+            try:
+                assert await stalled.read_head() == 200
+                await stalled.next_event()  # then never read again: the server's writer
+                # fills the socket buffers and blocks, while the server stays responsive.
+                ping = await http.post(url, content=json.dumps(request(2, "ping")), headers=headers)
+                assert ping.status_code == 200
+                process.send_signal(signal.SIGTERM)
+                with trio.move_on_after(grace + 1.0):
+                    await process.wait()
+                assert process.returncode == 0
+            finally:
+                await stalled.aclose()
 
 
 # -- the drain, step by step, in virtual time --------------------------------------------

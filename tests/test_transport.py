@@ -19,6 +19,7 @@ from helpers import (
     Client,
     Controller,
     InMemoryClient,
+    SseParser,
     call_tool,
     initialize,
     is_response,
@@ -98,8 +99,9 @@ async def test_older_clients_get_no_priming_event(mcp_server: McpServer) -> None
             response = await client.post(
                 call_tool(1, "echo", text="x"), session, headers=client.headers(session, "2025-03-26")
             )
-            parser_blocks = response.text.split("\n\n")
-            assert all("data: \n" not in b and not b.endswith("data: ") for b in parser_blocks)
+            # T-53 (conv.): clients before 2025-11-25 choke on empty data; none is sent.
+            blocks = SseParser().feed(response.content)
+            assert [b.data for b in blocks if b.data is not None and not b.data] == []
             assert [m["id"] for m in response_messages(response)] == [1]
 
 
@@ -476,13 +478,12 @@ async def test_cancelled_request_gets_no_response(mcp_server: McpServer, ctl: Co
 # -- disconnection is not cancellation; resumption ---------------------------------------
 
 
-async def test_resume_after_dropping_a_post_stream(ctl: Controller) -> None:
+async def test_resume_after_dropping_a_post_stream(mcp_server: McpServer, ctl: Controller) -> None:
     """Drop a POST stream after its first event.  GET with Last-Event-ID gets every
     remaining event and the response exactly once (T-34, T-51, T-52), while another
     stream of the same session and a stream of another session are untouched."""
-    server_a = _server(ctl)
     with trio.fail_after(TIMEOUT):
-        async with serving(server_a) as (handle, client):
+        async with serving(mcp_server) as (handle, client):
             session = await client.open_session()
             other_session = await client.open_session()
             async with (
@@ -572,10 +573,12 @@ async def test_resume_after_dropping_a_post_stream(ctl: Controller) -> None:
             assert handle.statistics()["requests_in_flight"] == 0
 
 
-async def test_handler_can_close_its_connection_and_client_resumes(ctl: Controller) -> None:
+async def test_handler_can_close_its_connection_and_client_resumes(
+    mcp_server: McpServer, ctl: Controller
+) -> None:
     """SSE polling (T-54/T-55): retry: before the close, the rest after a resume."""
     with trio.fail_after(TIMEOUT):
-        async with serving(_server(ctl), retry_ms=1234) as (_, client):
+        async with serving(mcp_server, retry_ms=1234) as (_, client):
             session = await client.open_session()
             async with client.stream("POST", call_tool(1, "scripted", key="p"), session) as reader:
                 await ctl.started["p"].wait()
@@ -600,12 +603,6 @@ async def test_handler_can_close_its_connection_and_client_resumes(ctl: Controll
                 },
                 {"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": "finished"}]}},
             ]
-
-
-def _server(ctl: Controller) -> McpServer:
-    from helpers import build_server
-
-    return build_server(ctl)
 
 
 # -- in memory, in virtual time ----------------------------------------------------------
@@ -730,8 +727,6 @@ async def test_stored_events_stay_bounded_under_a_long_stream(mcp_server: McpSer
 
 
 def _sse_messages(body: bytes) -> list[dict[str, Any]]:
-    from helpers import SseParser
-
     return messages_of(SseParser().feed(body))
 
 
