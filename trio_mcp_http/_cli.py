@@ -55,6 +55,12 @@ def main(argv: list[str] | None = None) -> None:
     serve_cmd.add_argument(
         "--no-dns-rebinding-protection", action="store_true", help="turn Host checking off"
     )
+    serve_cmd.add_argument(
+        "--peer-timeout",
+        type=float,
+        default=10.0,
+        help="abort a connection whose peer stops reading for this many seconds (0: system default)",
+    )
     serve_cmd.add_argument("--access-log", action="store_true", help="log every request")
     serve_cmd.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
@@ -86,6 +92,7 @@ def main(argv: list[str] | None = None) -> None:
             allowed_hosts=tuple(args.allowed_host),
             allowed_origins=tuple(args.allowed_origin),
             dns_rebinding_protection=False if args.no_dns_rebinding_protection else None,
+            peer_timeout=args.peer_timeout or None,
             **options,
         )
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -11,6 +12,7 @@ from typing import Any
 
 import trio
 from hypercorn.config import Config as HypercornConfig
+from hypercorn.config import Sockets
 from hypercorn.trio import serve as hypercorn_serve
 
 from ._http import HostPolicy
@@ -51,8 +53,33 @@ class McpHttpServer:
         return self.app.statistics()
 
 
+class _HypercornConfig(HypercornConfig):
+    """Hypercorn's config, with a kernel-enforced bound on writes to a stalled peer.
+
+    Hypercorn's trio worker writes to the socket inside a shielded cancel scope with no
+    timeout, so a peer that keeps its connection open but stops reading would block
+    that write, and with it the drain and Hypercorn's own graceful exit, forever.
+    ``TCP_USER_TIMEOUT`` (Linux) on the listening sockets, inherited by every accepted
+    connection, makes the kernel abort a connection whose data stays unacknowledged
+    (or whose receive window stays closed) that long; the blocked write then fails and
+    everything unwinds normally.
+    """
+
+    peer_timeout: float | None = None
+
+    def create_sockets(self) -> Sockets:
+        sockets = super().create_sockets()
+        option = getattr(socket, "TCP_USER_TIMEOUT", None)
+        if self.peer_timeout is not None and option is not None:
+            for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
+                if sock.family in (socket.AF_INET, socket.AF_INET6):
+                    sock.setsockopt(socket.IPPROTO_TCP, option, max(1, round(self.peer_timeout * 1000)))
+        return sockets
+
+
 def _hypercorn_config(host: str, port: int, config: TransportConfig, **options: Any) -> HypercornConfig:
-    hc = HypercornConfig()
+    hc = _HypercornConfig()
+    hc.peer_timeout = options.pop("peer_timeout", 10.0)
     hc.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     # The drain has completed every response before Hypercorn is told to stop; what
     # remains are idle keep-alive connections, closed at once.
@@ -75,12 +102,18 @@ async def open_mcp_server(
     allowed_hosts: tuple[str, ...] = (),
     allowed_origins: tuple[str, ...] = (),
     dns_rebinding_protection: bool | None = None,
+    peer_timeout: float | None = 10.0,
     **hypercorn_options: Any,
 ) -> AsyncIterator[McpHttpServer]:
     """Serve ``server`` on Hypercorn's trio worker for the duration of the block.
 
     Leaving the block (or calling :meth:`McpHttpServer.shutdown`) drains the server:
     see :meth:`McpHttpApp.drain`.  Port 0 picks a free port (see ``.port``).
+
+    ``peer_timeout``: a connection whose peer stops reading (or vanishes without a
+    trace) for this many seconds is aborted by the kernel (``TCP_USER_TIMEOUT``, on
+    Linux); ``None`` leaves the system default (many minutes).  This is also what bounds
+    a shutdown that meets a client which stopped reading.
     """
     config = config or TransportConfig()
     config = replace(
@@ -95,7 +128,7 @@ async def open_mcp_server(
         else config.host_policy,
     )
     app = McpHttpApp(server, config)
-    hc = _hypercorn_config(host, port, config, **hypercorn_options)
+    hc = _hypercorn_config(host, port, config, peer_timeout=peer_timeout, **hypercorn_options)
     shutdown = trio.Event()
     hypercorn_done = trio.Event()
 
