@@ -875,3 +875,55 @@ async def test_batches_in_a_2025_03_26_session(mcp_server: McpServer, json_respo
             assert refused.status_code == 400
             assert _error_code(refused) == -32600
             assert handle.statistics()["requests_in_flight"] == 0
+
+
+async def test_waiting_on_a_vanished_client_is_not_activity(
+    mcp_server: McpServer, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A handler blocked on an elicitation answer from a client that left does not keep
+    the session alive forever: the session expires and the handler is cancelled."""
+    with trio.fail_after(10_000):
+        async with trio.open_nursery() as nursery:
+            app, client = await _running_app(nursery, mcp_server, session_idle_timeout=60.0)
+            session = await client.open_session(elicitation={})
+            call = client.call("POST", call_tool(1, "ask_name"), session)
+            assert (await call.start())[0] == 200
+            asked = None
+            while asked is None:
+                block = await call.next_block()
+                assert block is not None
+                asked = block.message
+            assert asked["method"] == "elicitation/create"
+            call.disconnect()
+            await call.done.wait()
+            await trio.sleep(59)
+            assert app.statistics()["sessions"] == 1
+            await trio.sleep(2)
+            assert app.statistics() == {
+                "sessions": 0,
+                "requests_in_flight": 0,
+                "http_calls_in_flight": 0,
+                "open_streams": 0,
+                "stored_events": 0,
+            }
+            nursery.cancel_scope.cancel()
+
+
+async def test_stateless_mode_answers_499_at_once_and_lets_the_handler_finish(
+    mcp_server: McpServer, ctl: Controller, autojump_clock: trio.testing.MockClock
+) -> None:
+    with trio.fail_after(10_000):
+        async with trio.open_nursery() as nursery:
+            app, client = await _running_app(nursery, mcp_server, stateless=True, json_response=True)
+            call = client.call("POST", call_tool(1, "hold", key="stateless"))
+            await ctl.started["stateless"].wait()
+            call.disconnect()
+            status, _ = await call.start()
+            assert status == 499
+            # The handler is not cancelled by the disconnect (T-34) and still counts.
+            assert app.statistics()["requests_in_flight"] == 1
+            assert not ctl.cancelled["stateless"].is_set()
+            ctl.release("stateless")
+            await call.done.wait()
+            assert app.statistics()["requests_in_flight"] == 0
+            nursery.cancel_scope.cancel()

@@ -296,7 +296,13 @@ class Session:
                     INTERNAL_ERROR,
                     f"cannot send {method}: the client has no open stream to receive it",
                 )
-            await pending.done.wait()
+            # Waiting on the client is not activity: a session whose client left while
+            # it was being asked something still expires when idle.
+            self._busy_change(-1)
+            try:
+                await pending.done.wait()
+            finally:
+                self._busy_change(+1)
         finally:
             del self._pending[request_id]
         if pending.error is not None:

@@ -402,6 +402,9 @@ class McpHttpApp:
         if self.config.stateless:
             async with self._transient_session(version_header or DEFAULT_LEGACY_VERSION, {}, None) as session:
                 await self._deliver(session, messages, receive, response)
+                # Finish the HTTP exchange now (a 499 at once if the client left); the
+                # handler may run on in this call's nursery (T-34).
+                await response.complete(failed=False)
             return
         session = self._session_for(headers)
         if isinstance(parsed, list) and session.protocol_version != "2025-03-26":
@@ -619,6 +622,7 @@ class McpHttpApp:
             client = client_info if isinstance(client_info, dict) else None
             async with self._transient_session(version, capabilities, client) as session:
                 await self._deliver(session, [request], receive, response)
+                await response.complete(failed=False)
             return
         if len(self._sessions) >= self.config.max_sessions:
             raise ProtocolError(
