@@ -490,6 +490,7 @@ class AsgiCall:
         self._send_out, self._recv_out = trio.open_memory_channel[dict[str, Any]](math.inf)
         self._parser = SseParser()
         self._ready_blocks: list[SseEvent] = []
+        self._body_ended = False
         self._stalled: trio.Event | None = None
 
     async def _receive(self) -> dict[str, Any]:
@@ -541,7 +542,11 @@ class AsgiCall:
         while True:
             if self._ready_blocks:
                 return self._ready_blocks.pop(0)
+            if self._body_ended:
+                return None
             chunk, more = await self.next_chunk()
+            # The last body message may carry data too (ASGI allows it).
+            self._body_ended = not more
             self._ready_blocks.extend(self._parser.feed(chunk))
             if not more and not self._ready_blocks:
                 return None

@@ -89,6 +89,25 @@ class GuardedResponse:
             raise RuntimeError("response not streaming")
         await self._raw({"type": "http.response.body", "body": data, "more_body": True})
 
+    async def finish(self, data: bytes) -> None:
+        """End a streaming response with its last chunk, in one message.
+
+        One send (and one pass through the server) fewer than :meth:`chunk` followed
+        by :meth:`complete`; like the latter, shielded and bounded.
+        """
+        if self._state is not _State.STREAMING:
+            raise RuntimeError("response not streaming")
+        self._state = _State.COMPLETE
+        timeout = self.final_send_timeout
+        with trio.CancelScope(shield=True) as scope:
+            scope.deadline = trio.current_time() + timeout
+            try:
+                await self._raw({"type": "http.response.body", "body": data, "more_body": False})
+            except Exception:
+                logger.debug("could not complete response", exc_info=True)
+        if scope.cancelled_caught:
+            logger.warning("final send of a response timed out after %.1fs", timeout)
+
     async def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> None:
         """A whole response in one go."""
         await self.start(status, [*headers, (b"content-length", b"%d" % len(body))])
