@@ -102,6 +102,18 @@ class TransportConfig:
     task_poll_interval: float = 1.0
 
 
+def _drain_nowait(channel: trio.MemoryReceiveChannel[bytes]) -> tuple[bytes, bool]:
+    """Everything queued on ``channel``, joined, and whether the channel has ended."""
+    frames: list[bytes] = []
+    while True:
+        try:
+            frames.append(channel.receive_nowait())
+        except trio.WouldBlock:
+            return b"".join(frames), False
+        except trio.EndOfChannel:
+            return b"".join(frames), True
+
+
 class McpHttpApp:
     """An ASGI application serving an :class:`McpServer` over Streamable HTTP.
 
@@ -514,20 +526,33 @@ class McpHttpApp:
             await response.start(200, SSE_HEADERS + (extra_headers or []))
             for frame in attachment.prelude:
                 await response.chunk(frame)
+            # Fast path: a quick handler has usually finished while the head was being
+            # sent, leaving the whole stream queued.  Then there is nothing to wait for,
+            # so no disconnect watcher to spawn: write it all and end.
+            queued, ended = _drain_nowait(attachment.receive)
+            if ended:
+                await self._finish_stream(attachment, response, queued)
+                return
+            if queued:
+                await response.chunk(queued)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(watch_disconnect, receive, response, nursery.cancel_scope)
                 tail = await self._pump(attachment.receive, response, hold_last=True)
-                if attachment.detached and stream.resumable:
-                    # The connection ends but the stream did not end on it: tell the
-                    # client when to come back for the rest (T-55).
-                    tail += _sse.retry(stream.retry_ms or self.config.retry_ms)
-                # The last frames and the end of the body in one message: for a typical
-                # POST stream (priming event + response) that is one send per response
-                # fewer, ~10-15 % of its server CPU (benchmarks/, docs/benchmarks.md).
-                await response.finish(tail)
+                await self._finish_stream(attachment, response, tail)
                 nursery.cancel_scope.cancel()
         finally:
             stream.release(attachment)
+
+    async def _finish_stream(self, attachment: Attachment, response: GuardedResponse, tail: bytes) -> None:
+        stream = attachment.stream
+        if attachment.detached and stream.resumable:
+            # The connection ends but the stream did not end on it: tell the client when
+            # to come back for the rest (T-55).
+            tail += _sse.retry(stream.retry_ms or self.config.retry_ms)
+        # The last frames and the end of the body in one message: for a typical POST
+        # stream (priming event + response) one send per response fewer, ~10-15 % of its
+        # server CPU (benchmarks/, docs/benchmarks.md).
+        await response.finish(tail)
 
     async def _pump(
         self, channel: trio.MemoryReceiveChannel[bytes], response: GuardedResponse, *, hold_last: bool = False
