@@ -194,7 +194,7 @@ class Conn:
         except StopIteration:
             self.engine.finished(self)
             return
-        except Exception as exc:  # noqa: BLE001 - a client script failed: note it, drop it
+        except Exception as exc:
             self.engine.client_error(self, exc)
             return
         if item is PARK:
@@ -476,7 +476,7 @@ class Engine:
                 conn.gen.throw(ConnectionBroken(outcome))
         except StopIteration:
             pass
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self.client_errors.append(f"{type(exc).__name__}: {exc}")
         conn.gen.close()
 
@@ -574,7 +574,7 @@ class SetupError(Exception):
     pass
 
 
-class ConnectionBroken(SetupError):  # noqa: N818
+class ConnectionBroken(SetupError):
     """Thrown into a client script whose connection the server closed or reset."""
 
 
@@ -597,7 +597,9 @@ def session_headers(sid: str) -> dict[str, str]:
     return {"MCP-Protocol-Version": LEGACY_VERSION, "Mcp-Session-Id": sid}
 
 
-def call_requests(engine: Engine, mode: str, sid: str, name: str, arguments: dict[str, Any], n: int = 32) -> list[bytes]:
+def call_requests(
+    engine: Engine, mode: str, sid: str, name: str, arguments: dict[str, Any], n: int = 32
+) -> list[bytes]:
     """Pre-built ``tools/call`` requests (ids cycle so no id is reused while in flight)."""
     out = []
     for rid in range(1, n + 1):
@@ -605,7 +607,9 @@ def call_requests(engine: Engine, mode: str, sid: str, name: str, arguments: dic
             headers = {"MCP-Protocol-Version": MODERN_VERSION, "Mcp-Method": "tools/call", "Mcp-Name": name}
             out.append(engine.post(tool_call_body(rid, name, arguments, modern=True), headers))
         elif mode == "stateless":
-            out.append(engine.post(tool_call_body(rid, name, arguments), {"MCP-Protocol-Version": LEGACY_VERSION}))
+            out.append(
+                engine.post(tool_call_body(rid, name, arguments), {"MCP-Protocol-Version": LEGACY_VERSION})
+            )
         else:
             out.append(engine.post(tool_call_body(rid, name, arguments), session_headers(sid)))
     return out
@@ -677,7 +681,11 @@ def scenario_throughput(args: argparse.Namespace) -> dict[str, Any]:
     engine.run_until(min(hard, perf() + 30), lambda: ready[0] + len(setup_errors) >= args.clients)
     if setup_errors or ready[0] < args.clients:
         engine.close_all()
-        return {"available": False, "error": (setup_errors or ["setup timed out"])[0], "setup_errors": len(setup_errors)}
+        return {
+            "available": False,
+            "error": (setup_errors or ["setup timed out"])[0],
+            "setup_errors": len(setup_errors),
+        }
     engine.run_until(perf() + args.warmup)
     reps = []
     for _ in range(args.reps):
@@ -705,7 +713,13 @@ def scenario_throughput(args: argparse.Namespace) -> dict[str, Any]:
         )
     rss = proc_rss_kb(args.pid)
     engine.close_all()
-    result: dict[str, Any] = {"available": True, "clients": args.clients, "mode": mode, "rss_kb": rss, "reps": reps}
+    result: dict[str, Any] = {
+        "available": True,
+        "clients": args.clients,
+        "mode": mode,
+        "rss_kb": rss,
+        "reps": reps,
+    }
     for key in ("rps", "p50_ms", "p99_ms", "cpu_us_per_req", "server_cpu_util", "errors"):
         result[key] = median_of(reps, key)
     return result
@@ -739,7 +753,9 @@ def scenario_sessions(args: argparse.Namespace) -> dict[str, Any]:
             engine.resume(conn)
         engine.run_until(
             perf() + limit,
-            lambda: len(failures) > 20 or (created[0] >= to and all(c.parked or c.done for c in engine.conns)),
+            lambda: (
+                len(failures) > 20 or (created[0] >= to and all(c.parked or c.done for c in engine.conns))
+            ),
         )
         _, cpu = window.close()
         return perf() - t0, cpu
@@ -758,7 +774,7 @@ def scenario_sessions(args: argparse.Namespace) -> dict[str, Any]:
         remaining = hard - perf()
         if remaining <= 1:
             break
-        elapsed, cpu = grow(warm + count, remaining)
+        elapsed, _cpu = grow(warm + count, remaining)
         time.sleep(args.settle)
         rss = proc_rss_kb(args.pid) or 0
         made = created[0] - warm - len(failures)
@@ -884,7 +900,11 @@ def scenario_fanout(args: argparse.Namespace) -> dict[str, Any]:
             del sent_at[seq]
             state["complete_upto"] = max(state["complete_upto"], seq + 1)
             state["last_progress"] = now
-            if trigger_conn and trigger_conn[0].parked and state["next"] - state["complete_upto"] < args.window * batch:
+            if (
+                trigger_conn
+                and trigger_conn[0].parked
+                and state["next"] - state["complete_upto"] < args.window * batch
+            ):
                 engine.resume(trigger_conn[0])
 
     streams = StreamSet(engine, on_seq)
@@ -892,7 +912,11 @@ def scenario_fanout(args: argparse.Namespace) -> dict[str, Any]:
     hard = perf() + args.deadline
     if not streams.open(n, min(60, args.deadline / 2)):
         engine.close_all()
-        return {"available": False, "error": (streams.failed or ["streams did not open"])[0], "streams_open": streams.started}
+        return {
+            "available": False,
+            "error": (streams.failed or ["streams did not open"])[0],
+            "streams_open": streams.started,
+        }
 
     def trigger() -> ClientGen:
         sid = yield from open_session(engine)
@@ -901,7 +925,10 @@ def scenario_fanout(args: argparse.Namespace) -> dict[str, Any]:
                 yield PARK
                 continue
             start = state["next"]
-            body = engine.post(tool_call_body(start % 1000 + 1, "broadcast", {"start": start, "count": batch}), session_headers(sid))
+            body = engine.post(
+                tool_call_body(start % 1000 + 1, "broadcast", {"start": start, "count": batch}),
+                session_headers(sid),
+            )
             t = perf()
             for seq in range(start, start + batch):
                 sent_at[seq] = t
@@ -973,7 +1000,9 @@ def scenario_drain(args: argparse.Namespace) -> dict[str, Any]:
         except SetupError:
             inflight_results["setup_failed"] = inflight_results.get("setup_failed", 0) + 1
             return
-        body = engine.post(tool_call_body(7, "sleep", {"seconds": args.inflight_seconds}), session_headers(sid))
+        body = engine.post(
+            tool_call_body(7, "sleep", {"seconds": args.inflight_seconds}), session_headers(sid)
+        )
         try:
             resp = yield Request(body)
         except ConnectionBroken as exc:
@@ -990,7 +1019,11 @@ def scenario_drain(args: argparse.Namespace) -> dict[str, Any]:
 
     if not streams.open(args.streams, min(90, args.deadline / 2)):
         engine.close_all()
-        return {"available": False, "error": (streams.failed or ["streams did not open"])[0], "streams_open": streams.started}
+        return {
+            "available": False,
+            "error": (streams.failed or ["streams did not open"])[0],
+            "streams_open": streams.started,
+        }
     slow = [engine.open(slow_call()) for _ in range(args.inflight)]
     engine.run_until(perf() + 0.5)
     live = sum(1 for c in streams.conns if not c.done)
@@ -1060,7 +1093,11 @@ def probe_latency(engine: Engine, limit: float, count: int = 20) -> dict[str, An
     if conn is not None:
         engine.close(conn)
     lat.sort()
-    return {"first_ok_s": first[0] if first else None, "p50_ms": (percentile(lat, 0.5) or 0) * 1e3, "ok": len(lat)}
+    return {
+        "first_ok_s": first[0] if first else None,
+        "p50_ms": (percentile(lat, 0.5) or 0) * 1e3,
+        "ok": len(lat),
+    }
 
 
 def scenario_storm(args: argparse.Namespace) -> dict[str, Any]:
@@ -1083,11 +1120,11 @@ def scenario_storm(args: argparse.Namespace) -> dict[str, Any]:
                 sid = yield from open_session(engine)
             except SetupError:
                 return
-            sent[0] += 1
+            sent[0] += 1  # noqa: B023 - used within this cycle only
             yield Request(engine.post(tool_call_body(7, "sleep", {"seconds": 30}), session_headers(sid)))
 
         slow = [engine.open(slow_call()) for _ in range(args.inflight)]
-        engine.run_until(perf() + 10, lambda: sent[0] >= args.inflight)
+        engine.run_until(perf() + 10, lambda: sent[0] >= args.inflight)  # noqa: B023
         engine.run_until(perf() + 0.3)
         victims = [c for c in streams.conns + slow if c is not None and not c.done]
         cpu0 = proc_cpu(args.pid) or 0.0
@@ -1143,7 +1180,9 @@ def scenario_storm(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("scenario", choices=["throughput", "sessions", "fanout", "drain", "storm"])
     parser.add_argument("--url", required=True)
     parser.add_argument("--pid", type=int, required=True, help="server process id (for /proc)")
@@ -1178,7 +1217,8 @@ def main(argv: list[str] | None = None) -> None:
     result["loadgen_cpu_s"] = time.process_time() - cpu0
     result["reconnects"] = sum(e.reconnects for e in ENGINES)
     result["connections_broken"] = {
-        k: sum(e.broken_count.get(k, 0) for e in ENGINES) for k in {k for e in ENGINES for k in e.broken_count}
+        k: sum(e.broken_count.get(k, 0) for e in ENGINES)
+        for k in {k for e in ENGINES for k in e.broken_count}
     }
     result["client_errors"] = [m for e in ENGINES for m in e.client_errors][:5]
     json.dump(result, sys.stdout)

@@ -66,8 +66,12 @@ def _short(frame: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--server", default="ours", choices=["ours", "sdk-uvicorn", "sdk-hypercorn", "canned"])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--server", default="ours", choices=["ours", "sdk-uvicorn", "sdk-hypercorn", "canned"]
+    )
     parser.add_argument("--mode", default="json", choices=["sse", "json", "stateless", "modern"])
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -82,23 +86,53 @@ def main() -> None:
     out = RESULTS / f"profile-{args.server}-{args.mode}-c{args.clients}.txt"
     srv = Server(args.server, server_mode, tag="-profile")
     try:
-        load = subprocess.Popen(  # noqa: S603
+        load = subprocess.Popen(
             pinned(
-                [PY, str(LOADGEN), "throughput", "--url", srv.url, "--pid", str(srv.pid),
-                 "--mode", args.mode, "--clients", str(args.clients), "--warmup", "1",
-                 "--duration", str(args.seconds + 2), "--reps", "1"],
+                [
+                    PY,
+                    str(LOADGEN),
+                    "throughput",
+                    "--url",
+                    srv.url,
+                    "--pid",
+                    str(srv.pid),
+                    "--mode",
+                    args.mode,
+                    "--clients",
+                    str(args.clients),
+                    "--warmup",
+                    "1",
+                    "--duration",
+                    str(args.seconds + 2),
+                    "--reps",
+                    "1",
+                ],
                 LOADGEN_CORE,
             ),
-            stdout=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         time.sleep(2.0)
-        subprocess.run(  # noqa: S603
+        subprocess.run(
             pinned(
-                [spy, "record", "--pid", str(srv.pid), "--duration", str(int(args.seconds)), "--rate", str(args.rate),
-                 "--format", "raw", "--output", str(out)],
+                [
+                    spy,
+                    "record",
+                    "--pid",
+                    str(srv.pid),
+                    "--duration",
+                    str(int(args.seconds)),
+                    "--rate",
+                    str(args.rate),
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(out),
+                ],
                 LOADGEN_CORE,
             ),
-            check=True, capture_output=True,
+            check=True,
+            capture_output=True,
         )
         stdout, _ = load.communicate(timeout=args.seconds + 60)
         print(stdout.strip())

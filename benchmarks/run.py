@@ -1,3 +1,4 @@
+# ruff: noqa: E501 - report lines are long on purpose
 """Run the whole benchmark suite: ``python -m benchmarks`` (``--quick`` for a short run).
 
 Every server runs in its own subprocess on 127.0.0.1, pinned to one core; the load
@@ -94,7 +95,7 @@ class Server:
         argv = [PY, *SERVERS[name], "--port", str(self.port), "--mode", mode, *(extra or [])]
         self.log = open(self.log_path, "w")  # noqa: SIM115
         env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(  # noqa: S603
+        self.proc = subprocess.Popen(
             pinned(argv, SERVER_CORE), cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, env=env
         )
         self.pid = self.proc.pid
@@ -155,7 +156,7 @@ def loadgen(scenario: str, srv: Server, deadline: float, **options: Any) -> dict
     for key, value in options.items():
         argv += [f"--{key.replace('_', '-')}", str(value)]
     try:
-        done = subprocess.run(  # noqa: S603
+        done = subprocess.run(
             pinned(argv, LOADGEN_CORE), capture_output=True, text=True, timeout=deadline + 60, cwd=ROOT
         )
     except subprocess.TimeoutExpired:
@@ -194,9 +195,14 @@ def run_throughput(p: Profile, results: dict[str, Any]) -> None:
                         if name in unavailable:
                             continue
                         r = loadgen(
-                            "throughput", servers[name], deadline=p.warmup + p.duration + 40,
-                            mode="json" if name == "canned" else mode, clients=clients,
-                            warmup=p.warmup, duration=p.duration, reps=1,
+                            "throughput",
+                            servers[name],
+                            deadline=p.warmup + p.duration + 40,
+                            mode="json" if name == "canned" else mode,
+                            clients=clients,
+                            warmup=p.warmup,
+                            duration=p.duration,
+                            reps=1,
                         )
                         if not r.get("available"):
                             unavailable[name] = str(r.get("error"))
@@ -206,11 +212,18 @@ def run_throughput(p: Profile, results: dict[str, Any]) -> None:
                     srv = servers[name]
                     if name in unavailable:
                         summary: dict[str, Any] = {"available": False, "error": unavailable[name]}
-                        say(f"  throughput {name:14} {mode:9} c={clients:<3} not available: {unavailable[name][:160]}")
+                        say(
+                            f"  throughput {name:14} {mode:9} c={clients:<3} not available: {unavailable[name][:160]}"
+                        )
                     else:
                         reps = windows[name]
-                        summary = {"available": True, "clients": clients, "mode": mode, "reps": reps,
-                                   "rss_kb": proc_rss_kb(srv.pid)}
+                        summary = {
+                            "available": True,
+                            "clients": clients,
+                            "mode": mode,
+                            "reps": reps,
+                            "rss_kb": proc_rss_kb(srv.pid),
+                        }
                         for key in ("rps", "p50_ms", "p99_ms", "cpu_us_per_req", "server_cpu_util", "errors"):
                             values = [w[key] for w in reps if w.get(key) is not None]
                             summary[key] = statistics.median(values) if values else None
@@ -240,12 +253,17 @@ def proc_rss_kb(pid: int) -> int | None:
 def run_sessions(p: Profile, results: dict[str, Any]) -> None:
     table = results.setdefault("sessions", {})
     for name in PEERS:
-        with server(name, "sse", ["--max-sessions", str(max(p.session_counts) * 2 + 1000)], tag="-mem") as srv:
-            r = loadgen("sessions", srv, deadline=p.session_deadline, counts=",".join(map(str, p.session_counts)))
+        with server(
+            name, "sse", ["--max-sessions", str(max(p.session_counts) * 2 + 1000)], tag="-mem"
+        ) as srv:
+            r = loadgen(
+                "sessions", srv, deadline=p.session_deadline, counts=",".join(map(str, p.session_counts))
+            )
             r["server_error_lines"] = srv.error_lines()
         table[name] = r
         pts = ", ".join(
-            f"{pt['sessions']}: {fmt(pt['kb_per_session'], '{:.1f}')} KB/session" for pt in r.get("points", [])
+            f"{pt['sessions']}: {fmt(pt['kb_per_session'], '{:.1f}')} KB/session"
+            for pt in r.get("points", [])
         )
         say(f"  sessions   {name:14} base {r.get('base_rss_kb')} KB; {pts or r.get('error')}")
 
@@ -256,8 +274,13 @@ def run_fanout(p: Profile, results: dict[str, Any]) -> None:
         for name in PEERS:
             with server(name, "sse", tag=f"-fan{streams}") as srv:
                 r = loadgen(
-                    "fanout", srv, deadline=p.warmup + p.reps * p.duration + 90,
-                    streams=streams, warmup=p.warmup, duration=p.duration, reps=p.reps,
+                    "fanout",
+                    srv,
+                    deadline=p.warmup + p.reps * p.duration + 90,
+                    streams=streams,
+                    warmup=p.warmup,
+                    duration=p.duration,
+                    reps=p.reps,
                 )
                 r["server_error_lines"] = srv.error_lines()
             table.setdefault(str(streams), {})[name] = r
@@ -277,8 +300,13 @@ def run_drain(p: Profile, results: dict[str, Any]) -> None:
         srv = Server(name, "sse", ["--grace", str(p.grace)], tag="-drain")
         try:
             r = loadgen(
-                "drain", srv, deadline=240, streams=p.drain_streams, inflight=20,
-                inflight_seconds=1.0, timeout=p.grace + p.drain_extra,
+                "drain",
+                srv,
+                deadline=240,
+                streams=p.drain_streams,
+                inflight=20,
+                inflight_seconds=1.0,
+                timeout=p.grace + p.drain_extra,
             )
         finally:
             srv.kill()
@@ -299,7 +327,14 @@ def run_storm(p: Profile, results: dict[str, Any]) -> None:
     table = results.setdefault("storm", {})
     for name in PEERS:
         with server(name, "sse", tag="-storm") as srv:
-            r = loadgen("storm", srv, deadline=p.storm_cycles * 40 + 30, streams=300, inflight=100, cycles=p.storm_cycles)
+            r = loadgen(
+                "storm",
+                srv,
+                deadline=p.storm_cycles * 40 + 30,
+                streams=300,
+                inflight=100,
+                cycles=p.storm_cycles,
+            )
             r["server_error_lines"] = srv.error_lines()
         table[name] = r
         if r.get("available"):
@@ -390,7 +425,9 @@ def report(results: dict[str, Any], p: Profile) -> tuple[str, list[dict[str, Any
     if "fanout" in results:
         out("")
         out("notification fan-out over live GET streams (notifications/message to every stream)")
-        out(f"  {'streams':>7} | {'ours':>9} {'sdk-uv':>9} {'sdk-hc':>9} notif/s | {'ours/uv':>7} {'ours/hc':>7} | p50 ms ours/uv/hc | p99 ms ours/uv/hc")
+        out(
+            f"  {'streams':>7} | {'ours':>9} {'sdk-uv':>9} {'sdk-hc':>9} notif/s | {'ours/uv':>7} {'ours/hc':>7} | p50 ms ours/uv/hc | p99 ms ours/uv/hc"
+        )
         for streams in p.fanout_streams:
             row = results["fanout"].get(str(streams), {})
             nps = {n: (row.get(n) or {}).get("notifications_per_s") for n in PEERS}
@@ -410,7 +447,9 @@ def report(results: dict[str, Any], p: Profile) -> tuple[str, list[dict[str, Any
             )
     if "drain" in results:
         out("")
-        out(f"shutdown drain: SIGTERM with {p.drain_streams} live GET streams + 20 in-flight tools/call (1 s), grace {p.grace} s")
+        out(
+            f"shutdown drain: SIGTERM with {p.drain_streams} live GET streams + 20 in-flight tools/call (1 s), grace {p.grace} s"
+        )
         for name in PEERS:
             r = results["drain"].get(name) or {}
             if not r.get("available"):
@@ -451,43 +490,84 @@ def evaluate(results: dict[str, Any], p: Profile) -> list[dict[str, Any]]:
     def add(target: str, value: float | None, limit: float, *, at_most: bool, unit: str = "x") -> None:
         met = None if value is None else (value <= limit if at_most else value >= limit)
         targets.append(
-            {"target": target, "value": value, "limit": limit, "met": met,
-             "measured": fmt(value, "{:.2f}" + unit) + (f" (target {'<=' if at_most else '>='} {limit}{unit})")}
+            {
+                "target": target,
+                "value": value,
+                "limit": limit,
+                "met": met,
+                "measured": fmt(value, "{:.2f}" + unit)
+                + (f" (target {'<=' if at_most else '>='} {limit}{unit})"),
+            }
         )
 
     c = 16
     if "throughput" in results:
         for mode, limit in (("json", 1.3), ("sse", 1.5)):
-            add(f"server CPU per tools/call vs canned, {mode}, {c} clients",
-                ratio(tp(results, mode, "ours", c, "cpu_us_per_req"), tp(results, mode, "canned", c, "cpu_us_per_req")),
-                limit, at_most=True)
+            add(
+                f"server CPU per tools/call vs canned, {mode}, {c} clients",
+                ratio(
+                    tp(results, mode, "ours", c, "cpu_us_per_req"),
+                    tp(results, mode, "canned", c, "cpu_us_per_req"),
+                ),
+                limit,
+                at_most=True,
+            )
         for mode, limit in (("sse", 2.0), ("stateless", 2.5), ("json", 1.2)):
-            add(f"throughput vs sdk-uvicorn, {mode}, {c} clients",
-                ratio(tp(results, mode, "ours", c, "rps"), tp(results, mode, "sdk-uvicorn", c, "rps")), limit, at_most=False)
+            add(
+                f"throughput vs sdk-uvicorn, {mode}, {c} clients",
+                ratio(tp(results, mode, "ours", c, "rps"), tp(results, mode, "sdk-uvicorn", c, "rps")),
+                limit,
+                at_most=False,
+            )
         for mode in p.modes:
-            add(f"throughput vs sdk-hypercorn, {mode}, {c} clients",
-                ratio(tp(results, mode, "ours", c, "rps"), tp(results, mode, "sdk-hypercorn", c, "rps")), 1.0, at_most=False)
+            add(
+                f"throughput vs sdk-hypercorn, {mode}, {c} clients",
+                ratio(tp(results, mode, "ours", c, "rps"), tp(results, mode, "sdk-hypercorn", c, "rps")),
+                1.0,
+                at_most=False,
+            )
     if "sessions" in results:
         pts = get(results, "sessions", "ours", "points") or []
         if pts:
-            add(f"memory per idle session at {pts[-1]['sessions']} sessions", pts[-1]["kb_per_session"], 10.0,
-                at_most=True, unit=" KB")
+            add(
+                f"memory per idle session at {pts[-1]['sessions']} sessions",
+                pts[-1]["kb_per_session"],
+                10.0,
+                at_most=True,
+                unit=" KB",
+            )
     if "fanout" in results:
         ours = get(results, "fanout", "100", "ours") or {}
         sdk = get(results, "fanout", "100", "sdk-uvicorn") or {}
-        add("fan-out notifications/s vs sdk-uvicorn, 100 streams",
-            ratio(ours.get("notifications_per_s"), sdk.get("notifications_per_s")), 2.0, at_most=False)
-        add("fan-out p99 latency vs sdk-uvicorn, 100 streams (lower)",
-            ratio(ours.get("p99_ms"), sdk.get("p99_ms")), 1.0, at_most=True)
+        add(
+            "fan-out notifications/s vs sdk-uvicorn, 100 streams",
+            ratio(ours.get("notifications_per_s"), sdk.get("notifications_per_s")),
+            2.0,
+            at_most=False,
+        )
+        add(
+            "fan-out p99 latency vs sdk-uvicorn, 100 streams (lower)",
+            ratio(ours.get("p99_ms"), sdk.get("p99_ms")),
+            1.0,
+            at_most=True,
+        )
     if "drain" in results:
         r = get(results, "drain", "ours") or {}
         if r.get("available"):
-            clean = r.get("clean", 0) == r.get("streams") and r.get("exited") and (r.get("exit_s") or 1e9) <= p.grace
+            clean = (
+                r.get("clean", 0) == r.get("streams")
+                and r.get("exited")
+                and (r.get("exit_s") or 1e9) <= p.grace
+            )
             targets.append(
-                {"target": f"{p.drain_streams} streams drained cleanly within the grace period",
-                 "met": bool(clean), "value": r.get("exit_s"), "limit": p.grace,
-                 "measured": f"{r.get('clean')}/{r.get('streams')} clean, exit {fmt(r.get('exit_s'), '{:.2f}')} s"
-                             f" (grace {p.grace} s), in-flight {r.get('inflight_outcomes')}"}
+                {
+                    "target": f"{p.drain_streams} streams drained cleanly within the grace period",
+                    "met": bool(clean),
+                    "value": r.get("exit_s"),
+                    "limit": p.grace,
+                    "measured": f"{r.get('clean')}/{r.get('streams')} clean, exit {fmt(r.get('exit_s'), '{:.2f}')} s"
+                    f" (grace {p.grace} s), in-flight {r.get('inflight_outcomes')}",
+                }
             )
     return targets
 
@@ -529,13 +609,23 @@ def machine() -> dict[str, Any]:
                 model = line.split(":", 1)[1].strip()
                 break
     versions = {}
-    for pkg in ("trio-mcp-http", "mcp", "trio", "hypercorn", "uvicorn", "starlette", "anyio", "pydantic", "h11"):
+    for pkg in (
+        "trio-mcp-http",
+        "mcp",
+        "trio",
+        "hypercorn",
+        "uvicorn",
+        "starlette",
+        "anyio",
+        "pydantic",
+        "h11",
+    ):
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             versions[pkg] = importlib.metadata.version(pkg)
     commit = ""
     with contextlib.suppress(OSError, subprocess.SubprocessError):
-        commit = subprocess.run(  # noqa: S603
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False  # noqa: S607
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
         ).stdout.strip()
     return {
         "cpu": model,
@@ -550,11 +640,16 @@ def machine() -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="short windows, a few minutes in all")
-    parser.add_argument("--only", default=",".join(STEPS), help=f"comma-separated subset of {','.join(STEPS)}")
-    parser.add_argument("--modes", default=",".join(MODES), help="throughput modes (sse,json,stateless,modern)")
+    parser.add_argument(
+        "--only", default=",".join(STEPS), help=f"comma-separated subset of {','.join(STEPS)}"
+    )
+    parser.add_argument(
+        "--modes", default=",".join(MODES), help="throughput modes (sse,json,stateless,modern)"
+    )
     parser.add_argument("--clients", default="1,16,64", help="throughput concurrency levels")
     parser.add_argument("--out", type=Path, default=None, help="JSON output path")
     args = parser.parse_args(argv)
@@ -564,7 +659,9 @@ def main(argv: list[str] | None = None) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     info = machine()
-    say(f"machine: {info['cpu']} x{info['cpus']}, Python {info['python']}, cores server={SERVER_CORE} loadgen={LOADGEN_CORE}")
+    say(
+        f"machine: {info['cpu']} x{info['cpus']}, Python {info['python']}, cores server={SERVER_CORE} loadgen={LOADGEN_CORE}"
+    )
     say(f"versions: {info['versions']}  ({'quick' if args.quick else 'full'} run)")
     if LOADGEN_CORE is not None:
         with contextlib.suppress(OSError):
@@ -577,7 +674,7 @@ def main(argv: list[str] | None = None) -> None:
         say(f"  ({time.monotonic() - t0:.0f} s)")
     text, targets = report(results, p)
     say(text)
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     doc = {
         "when": stamp,
         "profile": "quick" if args.quick else "full",

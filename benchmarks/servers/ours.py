@@ -1,6 +1,6 @@
 """Ours: the same tools on trio_mcp_http, served by ``serve()`` on Hypercorn's trio worker.
 
-    python -m benchmarks.servers.ours --port 8000 --mode sse
+python -m benchmarks.servers.ours --port 8000 --mode sse
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ async def broadcast(start: int, count: int = 1) -> str:
         for session in list(_listeners):
             try:
                 await session.send_log_message(level="info", data={"seq": seq})
-            except Exception:  # noqa: BLE001 - a session that went away
+            except Exception:
                 _listeners.remove(session)
     return "ok"
 
