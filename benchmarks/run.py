@@ -653,6 +653,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clients", default="1,16,64", help="throughput concurrency levels")
     parser.add_argument("--out", type=Path, default=None, help="JSON output path")
     args = parser.parse_args(argv)
+
+    def interrupted(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # so every server started so far is stopped
+
+    signal.signal(signal.SIGTERM, interrupted)
     p = Profile(args.quick)
     p.modes = [m for m in args.modes.split(",") if m]
     p.clients = [int(c) for c in args.clients.split(",") if c]
