@@ -927,3 +927,23 @@ async def test_stateless_mode_answers_499_at_once_and_lets_the_handler_finish(
             await call.done.wait()
             assert app.statistics()["requests_in_flight"] == 0
             nursery.cancel_scope.cancel()
+
+
+async def test_a_send_that_fails_under_a_lost_connection_means_the_client_is_gone() -> None:
+    """Hypercorn can fail a send with a trio resource error when the connection goes
+    away under it; that is a vanished client, never an exception in handler code."""
+    from trio_mcp_http._asgi import GuardedResponse
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+        raise trio.BusyResourceError("another task is using this stream")
+
+    response = GuardedResponse(send, 1.0)
+    await response.start(200, [])
+    assert response.client_gone
+    await response.chunk(b"data: {}\n\n")  # swallowed, does not raise
+    await response.complete(failed=False)
+    assert response.completed
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body", "http.response.body"]

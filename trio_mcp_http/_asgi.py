@@ -74,7 +74,14 @@ class GuardedResponse:
             except Exception:
                 logger.debug("send after disconnect failed", exc_info=True)
             return
-        await self._send(message)
+        try:
+            await self._send(message)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError):
+            # The connection went away under the send (e.g. Hypercorn closing a
+            # connection at keep_alive_max_requests while the client already sent its
+            # next request): that is the client being gone, not a server failure.
+            logger.debug("connection lost during send", exc_info=True)
+            self.client_gone = True
 
     async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         if self._state is not _State.NOT_STARTED:
