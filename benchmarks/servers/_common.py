@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+from typing import Any
 
 
 def parse_args(description: str) -> argparse.Namespace:
@@ -22,3 +24,22 @@ def parse_args(description: str) -> argparse.Namespace:
         stream=sys.stderr,
     )
     return args
+
+
+def serve_on_hypercorn_trio(app: Any, args: argparse.Namespace) -> None:
+    """Serve an ASGI app on Hypercorn's trio worker until SIGINT/SIGTERM."""
+    import trio
+    from hypercorn.config import Config
+    from hypercorn.trio import serve
+
+    config = Config()
+    config.bind = [f"{args.host}:{args.port}"]
+    config.accesslog = None
+    config.graceful_timeout = args.grace
+
+    async def shutdown_trigger() -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                return
+
+    trio.run(lambda: serve(app, config, shutdown_trigger=shutdown_trigger))

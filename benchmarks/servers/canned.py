@@ -6,14 +6,9 @@ result, on Hypercorn's trio worker.  No MCP at all: what the HTTP server alone c
 
 from __future__ import annotations
 
-import signal
 from typing import Any
 
-import trio
-from hypercorn.config import Config
-from hypercorn.trio import serve
-
-from ._common import parse_args
+from ._common import parse_args, serve_on_hypercorn_trio
 
 BODY = b'{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"hello"}],"isError":false}}'
 HEADERS = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(BODY))]
@@ -42,17 +37,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 def main() -> None:
     args = parse_args(__doc__ or "")
-    config = Config()
-    config.bind = [f"{args.host}:{args.port}"]
-    config.accesslog = None
-    config.graceful_timeout = args.grace
-
-    async def shutdown_trigger() -> None:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for _ in signals:
-                return
-
-    trio.run(lambda: serve(app, config, shutdown_trigger=shutdown_trigger))  # type: ignore[arg-type]
+    serve_on_hypercorn_trio(app, args)
 
 
 if __name__ == "__main__":

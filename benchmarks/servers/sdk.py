@@ -9,14 +9,13 @@ the same worker as ours; the SDK is anyio-based, so it runs on Trio).
 
 from __future__ import annotations
 
-import signal
 import warnings
 from typing import Any
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
 
-from ._common import parse_args
+from ._common import parse_args, serve_on_hypercorn_trio
 
 warnings.simplefilter("ignore")  # send_log_message is deprecated in 2026-07-28; fine for 2025-*
 
@@ -75,21 +74,7 @@ def main() -> None:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
         return
 
-    import trio
-    from hypercorn.config import Config
-    from hypercorn.trio import serve
-
-    config = Config()
-    config.bind = [f"{args.host}:{args.port}"]
-    config.accesslog = None
-    config.graceful_timeout = args.grace
-
-    async def shutdown_trigger() -> None:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for _ in signals:
-                return
-
-    trio.run(lambda: serve(app, config, shutdown_trigger=shutdown_trigger))  # type: ignore[arg-type]
+    serve_on_hypercorn_trio(app, args)
 
 
 if __name__ == "__main__":
