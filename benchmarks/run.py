@@ -477,7 +477,7 @@ def report(results: dict[str, Any], p: Profile) -> tuple[str, list[dict[str, Any
     targets = evaluate(results, p)
     if targets:
         out("")
-        out("targets (issue 5)")
+        out("targets")
         for t in targets:
             status = {True: "MET   ", False: "MISSED", None: "n/a   "}[t["met"]]
             out(f"  {status} {t['target']}: {t['measured']}")
