@@ -55,6 +55,10 @@ def _context_param(fn: Callable[..., Any], hints: dict[str, Any]) -> str | None:
     return None
 
 
+class _InvalidArguments(Exception):
+    """The request's arguments do not fit the handler (unlike a handler's own ValidationError)."""
+
+
 @dataclass
 class _Signature:
     """A handler's arguments: validated by a pydantic model built from its hints."""
@@ -95,12 +99,20 @@ class _Signature:
 
     async def call(self, arguments: dict[str, Any], ctx: Context) -> Any:
         if self.model is not None:
-            validated = self.model.model_validate(arguments)
+            try:
+                validated = self.model.model_validate(arguments)
+            except ValidationError as exc:
+                raise _InvalidArguments(exc) from None
             kwargs = {name: getattr(validated, name) for name in type(validated).model_fields}
         else:
             kwargs = dict(arguments)
         if self.context_param is not None:
             kwargs[self.context_param] = ctx
+        if self.model is None:
+            try:
+                inspect.signature(self.fn).bind(**kwargs)
+            except TypeError as exc:
+                raise _InvalidArguments(exc) from None
         return await self.fn(**kwargs)
 
 
@@ -473,7 +485,7 @@ class McpServer:
             raise McpError(INVALID_PARAMS, '"arguments" must be an object')
         try:
             value = await tool.signature.call(arguments, ctx)
-        except ValidationError as exc:
+        except _InvalidArguments as exc:
             # SEP-1303: bad arguments are a tool execution error the model can fix.
             return _error_result(f"Invalid arguments for tool {tool.name}: {exc}")
         except ToolError as exc:
@@ -524,7 +536,7 @@ class McpServer:
         signature, arguments, mime_type = found
         try:
             value = await signature.call(arguments, ctx)
-        except ValidationError as exc:
+        except _InvalidArguments as exc:
             raise McpError(INVALID_PARAMS, f"Invalid resource URI {uri}: {exc}") from None
         return {"contents": _resource_contents(uri, value, mime_type)}
 
@@ -552,7 +564,7 @@ class McpServer:
             raise McpError(INVALID_PARAMS, '"arguments" must be an object')
         try:
             value = await prompt.signature.call(arguments, ctx)
-        except ValidationError as exc:
+        except _InvalidArguments as exc:
             raise McpError(INVALID_PARAMS, f"Invalid arguments for prompt {name}: {exc}") from None
         result: dict[str, Any] = {"messages": _prompt_messages(value)}
         if "description" in prompt.definition:
