@@ -68,6 +68,8 @@ class _Signature:
     context_param: str | None
     json_schema: dict[str, Any]
     return_hint: Any
+    #: The function's own signature, for binding pass-through arguments.
+    python_signature: inspect.Signature
 
     @classmethod
     def of(cls, fn: Handler) -> _Signature:
@@ -75,8 +77,9 @@ class _Signature:
             raise TypeError(f"{fn.__qualname__} must be an async function")
         hints = get_type_hints(fn, include_extras=True)
         ctx_name = _context_param(fn, hints)
+        python_signature = inspect.signature(fn)
         fields: dict[str, Any] = {}
-        for name, param in inspect.signature(fn).parameters.items():
+        for name, param in python_signature.parameters.items():
             if name == ctx_name:
                 continue
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
@@ -95,7 +98,7 @@ class _Signature:
             if isinstance(prop, dict):
                 prop.pop("title", None)
         schema.setdefault("properties", {})
-        return cls(fn, model, ctx_name, schema, hints.get("return", Any))
+        return cls(fn, model, ctx_name, schema, hints.get("return", Any), python_signature)
 
     async def call(self, arguments: dict[str, Any], ctx: Context) -> Any:
         if self.model is not None:
@@ -110,7 +113,7 @@ class _Signature:
             kwargs[self.context_param] = ctx
         if self.model is None:
             try:
-                inspect.signature(self.fn).bind(**kwargs)
+                self.python_signature.bind(**kwargs)
             except TypeError as exc:
                 raise _InvalidArguments(exc) from None
         return await self.fn(**kwargs)
