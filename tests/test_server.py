@@ -1002,3 +1002,16 @@ async def test_sample_roots_notify_and_close_go_through_the_outlet() -> None:
     assert ctx.task_id is None
     await ctx.start_task()  # no task control: nothing happens
     assert outlet.notified == [("notifications/custom", {"x": 1})]
+
+
+async def test_structured_tool_returning_nothing_is_a_tool_error() -> None:
+    server = McpServer("structured-none", "1")
+
+    @server.tool(output_schema={"type": "object", "properties": {"n": {"type": "integer"}}})
+    async def nothing() -> None:
+        """Declares structured output but returns none."""
+
+    with trio.fail_after(5):
+        result = await server.dispatch("tools/call", {"name": "nothing"}, make_ctx(server))
+    assert result["isError"] is True
+    assert "structuredContent" not in result

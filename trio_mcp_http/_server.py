@@ -602,6 +602,9 @@ def _tool_result(value: Any, output_schema: dict[str, Any] | None) -> dict[str, 
         return value.to_wire()
     if isinstance(value, dict) and "content" in value and output_schema is None:
         return value
+    if output_schema is not None and value is None:
+        # A declared output schema promises structured content (MCP: MUST conform).
+        return _error_result("Tool declared an output schema but returned no structured content")
     if output_schema is not None and not isinstance(value, (str, list, _Model)):
         structured = to_jsonable_python(_wire(value))
         text = _json_text.dump_json(structured).decode()
