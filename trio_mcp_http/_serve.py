@@ -144,17 +144,32 @@ async def open_mcp_server(
         finally:
             hypercorn_done.set()
 
-    async with trio.open_nursery() as nursery:
-        await nursery.start(app.run)
-        binds: list[str] = await nursery.start(run_hypercorn)
-        handle = McpHttpServer(app, binds, shutdown)
-        try:
-            yield handle
-        finally:
-            # Leaving the block normally drains; cancellation stops at once.
-            shutdown.set()
-            await hypercorn_done.wait()
-            nursery.cancel_scope.cancel()
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(app.run)
+            binds: list[str] = await nursery.start(run_hypercorn)
+            handle = McpHttpServer(app, binds, shutdown)
+            try:
+                yield handle
+            finally:
+                # Leaving the block normally drains; cancellation stops at once.
+                shutdown.set()
+                await hypercorn_done.wait()
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # One error (yours, from inside the block, or the server's) comes out as
+        # itself, not wrapped in a group: the public boundary raises what happened.
+        sole = _sole_exception(group)
+        if sole is None:
+            raise
+        raise sole from None
+
+
+def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return None if isinstance(exc, BaseExceptionGroup) else exc
 
 
 async def serve(
