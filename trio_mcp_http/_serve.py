@@ -6,7 +6,7 @@ import logging
 import signal
 import socket
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import replace
 from typing import Any
 
@@ -190,7 +190,7 @@ async def serve(
     with (
         trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM)
         if handle_signals
-        else _no_signals() as signals
+        else nullcontext() as signals
     ):
         async with open_mcp_server(server, host=host, port=port, config=config, **options) as handle:
             task_status.started(handle)
@@ -209,11 +209,3 @@ async def _shutdown_on_signal(signals: Any, handle: McpHttpServer) -> None:
         logger.info("received %s", signal.Signals(signum).name)
         handle.shutdown()
         return
-
-
-class _no_signals:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
