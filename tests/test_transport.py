@@ -250,6 +250,11 @@ async def test_unknown_and_missing_session_ids(mcp_server: McpServer) -> None:
                     method, client.url, content=content, headers=client.headers() | extra
                 )
                 assert missing.status_code == 400, method
+                malformed = await client.http.request(
+                    method, client.url, content=content, headers=client.headers("not an id") | extra
+                )
+                assert malformed.status_code == 400, method
+                assert _error_code(malformed) == -32600
             assert handle.statistics()["sessions"] == 1
 
 

@@ -33,7 +33,14 @@ from ._errors import (
     SessionNotFound,
 )
 from ._event_store import EventStore, InMemoryEventStore, parse_event_id
-from ._http import HostPolicy, RequestHeaders, accepts, is_json_content_type, new_session_id
+from ._http import (
+    HostPolicy,
+    RequestHeaders,
+    accepts,
+    is_json_content_type,
+    is_valid_session_id,
+    new_session_id,
+)
 from ._jsonrpc import Envelope, Kind
 from ._modern import ModernEra
 from ._server import McpServer
@@ -431,6 +438,9 @@ class McpHttpApp:
         session_id = headers.get("mcp-session-id")
         if session_id is None:
             raise ProtocolError(400, INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required")
+        if not is_valid_session_id(session_id):
+            # T-62: ids are visible ASCII; anything else cannot be one we issued.
+            raise ProtocolError(400, INVALID_REQUEST, "Bad Request: malformed Mcp-Session-Id")
         session = self._sessions.get(session_id)
         if session is None:
             raise SessionNotFound
