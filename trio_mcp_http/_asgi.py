@@ -19,9 +19,9 @@ from typing import Any
 import trio
 
 from . import _jsonrpc
-from ._errors import INTERNAL_ERROR, ProtocolError
+from ._errors import INTERNAL_ERROR, INVALID_REQUEST, ProtocolError
 
-__all__ = ["ClientGone", "GuardedResponse", "read_body"]
+__all__ = ["JSON_HEADERS", "SSE_HEADERS", "ClientGone", "GuardedResponse", "read_body", "watch_disconnect"]
 
 logger = logging.getLogger("trio_mcp_http")
 
@@ -33,6 +33,12 @@ Send = Callable[[Message], Awaitable[None]]
 CLIENT_CLOSED_REQUEST = 499
 
 JSON_HEADERS: list[tuple[bytes, bytes]] = [(b"content-type", b"application/json")]
+SSE_HEADERS: list[tuple[bytes, bytes]] = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache"),
+    # T-79: stop reverse proxies from buffering the stream.
+    (b"x-accel-buffering", b"no"),
+]
 
 
 class ClientGone(Exception):
@@ -48,7 +54,7 @@ class _State(enum.Enum):
 class GuardedResponse:
     """Wraps the ASGI ``send`` of one HTTP request; see the module docstring."""
 
-    __slots__ = ("_send", "_state", "client_gone", "final_send_timeout", "status")
+    __slots__ = ("_send", "_state", "client_gone", "final_send_timeout")
 
     def __init__(self, send: Send, final_send_timeout: float = 1.0) -> None:
         self._send = send
@@ -56,7 +62,6 @@ class GuardedResponse:
         self.final_send_timeout = final_send_timeout
         self._state = _State.NOT_STARTED
         self.client_gone = False
-        self.status: int | None = None
 
     @property
     def started(self) -> bool:
@@ -87,7 +92,6 @@ class GuardedResponse:
         if self._state is not _State.NOT_STARTED:
             raise RuntimeError("response already started")
         self._state = _State.STREAMING
-        self.status = status
         await self._raw({"type": "http.response.start", "status": status, "headers": headers})
 
     async def chunk(self, data: bytes) -> None:
@@ -105,15 +109,19 @@ class GuardedResponse:
         if self._state is not _State.STREAMING:
             raise RuntimeError("response not streaming")
         self._state = _State.COMPLETE
-        timeout = self.final_send_timeout
+        await self._final(self._raw, {"type": "http.response.body", "body": data, "more_body": False})
+
+    async def _final(self, send: Callable[..., Awaitable[None]], *args: Any) -> None:
+        """The last send of a response: shielded from cancellation, bounded in time,
+        and never raising (the client may be gone)."""
         with trio.CancelScope(shield=True) as scope:
-            scope.deadline = trio.current_time() + timeout
+            scope.deadline = trio.current_time() + self.final_send_timeout
             try:
-                await self._raw({"type": "http.response.body", "body": data, "more_body": False})
+                await send(*args)
             except Exception:
                 logger.debug("could not complete response", exc_info=True)
         if scope.cancelled_caught:
-            logger.warning("final send of a response timed out after %.1fs", timeout)
+            logger.warning("final send of a response timed out after %.1fs", self.final_send_timeout)
 
     async def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> None:
         """A whole response in one go."""
@@ -127,26 +135,15 @@ class GuardedResponse:
 
     async def complete(self, *, failed: bool) -> None:
         """Finish the response if the handler did not; shielded and bounded."""
-        timeout = self.final_send_timeout
-        if self._state is _State.COMPLETE:
-            return
-        with trio.CancelScope(shield=True) as scope:
-            scope.deadline = trio.current_time() + timeout
-            try:
-                if self._state is _State.STREAMING:
-                    self._state = _State.COMPLETE
-                    await self._raw({"type": "http.response.body", "body": b"", "more_body": False})
-                elif self.client_gone:
-                    body = _jsonrpc.encode_error(None, INTERNAL_ERROR, "Client Closed Request")
-                    await self.respond(CLIENT_CLOSED_REQUEST, JSON_HEADERS, body)
-                else:
-                    message = "Internal error" if failed else "Request ended without a response"
-                    body = _jsonrpc.encode_error(None, INTERNAL_ERROR, message)
-                    await self.respond(500, JSON_HEADERS, body)
-            except Exception:
-                logger.debug("could not complete response", exc_info=True)
-        if scope.cancelled_caught:
-            logger.warning("final send of a response timed out after %.1fs", timeout)
+        if self._state is _State.STREAMING:
+            await self.finish(b"")
+        elif self._state is _State.NOT_STARTED:
+            if self.client_gone:
+                status, message = CLIENT_CLOSED_REQUEST, "Client Closed Request"
+            else:
+                status, message = 500, "Internal error" if failed else "Request ended without a response"
+            body = _jsonrpc.encode_error(None, INTERNAL_ERROR, message)
+            await self._final(self.respond, status, JSON_HEADERS, body)
 
 
 async def read_body(receive: Receive, limit: int, response: GuardedResponse) -> bytes:
@@ -165,7 +162,9 @@ async def read_body(receive: Receive, limit: int, response: GuardedResponse) -> 
         if body:
             size += len(body)
             if size > limit:
-                raise ProtocolError(413, -32600, f"Payload Too Large: the body exceeds {limit} bytes")
+                raise ProtocolError(
+                    413, INVALID_REQUEST, f"Payload Too Large: the body exceeds {limit} bytes"
+                )
             chunks.append(body)
         if not message.get("more_body", False):
             break

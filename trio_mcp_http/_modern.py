@@ -27,7 +27,7 @@ import trio
 from pydantic_core import to_json
 
 from . import _jsonrpc, _sse
-from ._asgi import JSON_HEADERS, GuardedResponse, Receive, watch_disconnect
+from ._asgi import JSON_HEADERS, SSE_HEADERS, GuardedResponse, Receive, watch_disconnect
 from ._context import Context, InputRequest, InputRequired, answer_is_valid, level_rank
 from ._errors import (
     HEADER_MISMATCH,
@@ -104,11 +104,6 @@ LIST_CHANGED = {
     "notifications/resources/list_changed": ("resourcesListChanged", "resources"),
 }
 
-_SSE_HEADERS: list[tuple[bytes, bytes]] = [
-    (b"content-type", b"text/event-stream"),
-    (b"cache-control", b"no-cache"),
-    (b"x-accel-buffering", b"no"),
-]
 _B64 = re.compile(r"[A-Za-z0-9+/]*={0,2}\Z")
 _STATE_TTL = 15 * 60.0
 
@@ -510,7 +505,7 @@ class ModernEra:
         listener = _Listener(listen_id, honoured, send)
         self._listeners.add(listener)
         try:
-            await response.start(200, _SSE_HEADERS)
+            await response.start(200, SSE_HEADERS)
             ack = listener.tagged("notifications/subscriptions/acknowledged", {"notifications": honoured})
             await response.chunk(_sse.event(ack))
             async with trio.open_nursery() as nursery:
@@ -603,7 +598,7 @@ class _ModernOutlet:
         if not self.accepts_sse or response.client_gone:
             return
         if not response.started:
-            await response.start(200, _SSE_HEADERS)
+            await response.start(200, SSE_HEADERS)
         await response.chunk(_sse.event(_jsonrpc.encode_notification(method, params)))
 
     async def ask(self, requests: dict[str, InputRequest]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import trio
 from . import _jsonrpc, _sse
 from ._asgi import (
     JSON_HEADERS,
+    SSE_HEADERS,
     ClientGone,
     GuardedResponse,
     Message,
@@ -42,7 +43,7 @@ from ._http import (
     new_session_id,
 )
 from ._jsonrpc import Envelope, Kind
-from ._modern import ModernEra
+from ._modern import META_VERSION, ModernEra
 from ._server import McpServer
 from ._session import Session
 from ._stream import Attachment, JsonSlot
@@ -52,14 +53,6 @@ from ._versions import DEFAULT_LEGACY_VERSION, LEGACY_VERSIONS, at_least, negoti
 __all__ = ["McpHttpApp", "TransportConfig"]
 
 logger = logging.getLogger("trio_mcp_http")
-
-SSE_HEADERS: list[tuple[bytes, bytes]] = [
-    (b"content-type", b"text/event-stream"),
-    (b"cache-control", b"no-cache"),
-    # T-79: stop reverse proxies from buffering the stream.
-    (b"x-accel-buffering", b"no"),
-]
-_MODERN_VERSION_KEY = "io.modelcontextprotocol/protocolVersion"
 
 
 @dataclass
@@ -376,7 +369,7 @@ class McpHttpApp:
         if headers.get("mcp-session-id") is not None:
             return False
         meta = (message.params or {}).get("_meta")
-        if isinstance(meta, dict) and _MODERN_VERSION_KEY in meta:
+        if isinstance(meta, dict) and META_VERSION in meta:
             return True
         return (
             version_header is not None
