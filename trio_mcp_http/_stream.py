@@ -29,16 +29,15 @@ __all__ = ["Attachment", "JsonSlot", "SseStream"]
 
 
 class Attachment:
-    """A connection's view of a stream: frames to replay first, then the live channel."""
+    """One connection carrying a stream: frames to replay first, then a bounded channel
+    whose send side the stream holds while the connection is attached."""
 
-    __slots__ = ("detached", "prelude", "receive", "stream")
+    __slots__ = ("detached", "prelude", "receive", "send", "stream")
 
-    def __init__(
-        self, stream: SseStream, prelude: list[bytes], receive: trio.MemoryReceiveChannel[bytes]
-    ) -> None:
+    def __init__(self, stream: SseStream, prelude: list[bytes]) -> None:
         self.stream = stream
         self.prelude = prelude
-        self.receive = receive
+        self.send, self.receive = trio.open_memory_channel[bytes](stream.buffer_size)
         #: The stream let go of this connection before it finished: the client must
         #: come back for the rest.  (The stream may finish meanwhile, before the
         #: writer notices; only this flag says which way its channel was closed.)
@@ -51,11 +50,9 @@ class SseStream:
     __slots__ = (
         "_current",
         "_on_change",
-        "_send",
         "_seq",
         "_store",
         "buffer_size",
-        "closed_connections",
         "finished",
         "number",
         "outstanding",
@@ -77,7 +74,7 @@ class SseStream:
         self.buffer_size = buffer_size
         self._store = store
         self._seq = 0
-        self._send: trio.MemorySendChannel[bytes] | None = None
+        #: The connection attached now, if any.
         self._current: Attachment | None = None
         self._on_change = on_change
         #: Responses still owed on this stream (a POST stream ends after the last one).
@@ -86,11 +83,10 @@ class SseStream:
         self.finished = False
         #: The ``retry:`` hint written when a connection ends but the stream does not.
         self.retry_ms: int | None = None
-        self.closed_connections = 0
 
     @property
     def attached(self) -> bool:
-        return self._send is not None
+        return self._current is not None
 
     @property
     def resumable(self) -> bool:
@@ -98,50 +94,44 @@ class SseStream:
 
     def prime(self) -> None:
         """T-53: an event with an id and empty data, so the client has a resume point."""
-        self._publish(b"")
+        self.publish(b"")
 
     def publish(self, message: bytes) -> None:
         """Send one JSON-RPC message on this stream (never waits)."""
-        self._publish(message)
-
-    def publish_final(self, message: bytes | None) -> None:
-        """Send a response owed on this stream; the stream ends after the last one."""
-        if message is not None:
-            self._publish(message)
-        self.outstanding -= 1
-        if self.outstanding <= 0 and not self.standalone:
-            self.finish()
-
-    def _publish(self, data: bytes) -> None:
         if self.finished:
             return
         if self._store is not None:
             self._seq += 1
-            frame = _sse.event(data, id=format_event_id(self.number, self._seq))
+            frame = _sse.event(message, id=format_event_id(self.number, self._seq))
             self._store.append(self.number, self._seq, frame)
         else:
-            frame = _sse.event(data)
-        send = self._send
-        if send is not None:
+            frame = _sse.event(message)
+        current = self._current
+        if current is not None:
             try:
-                send.send_nowait(frame)
+                current.send.send_nowait(frame)
             except trio.WouldBlock:
                 # The reader fell behind by a whole buffer: end its connection; it
                 # resumes from the event store (see the module docstring).
                 self.detach_connection()
             except (trio.BrokenResourceError, trio.ClosedResourceError):
-                self._drop_send()
+                self._let_go()
+
+    def publish_final(self, message: bytes | None) -> None:
+        """Send a response owed on this stream; the stream ends after the last one."""
+        if message is not None:
+            self.publish(message)
+        self.outstanding -= 1
+        if self.outstanding <= 0 and not self.standalone:
+            self.finish()
 
     def attach(self, prelude: list[bytes] | None = None) -> Attachment:
         """Attach a new connection, replacing (and ending) any current one."""
-        if self._send is not None:
-            self.detach_connection()
-        send, receive = trio.open_memory_channel[bytes](self.buffer_size)
-        attachment = Attachment(self, prelude or [], receive)
+        self.detach_connection()
+        attachment = Attachment(self, prelude or [])
         if self.finished:
-            send.close()
+            attachment.send.close()
         else:
-            self._send = send
             self._current = attachment
             if self._on_change is not None:
                 self._on_change(+1)
@@ -151,33 +141,28 @@ class SseStream:
         """The connection of ``attachment`` has ended (called by its writer)."""
         attachment.receive.close()
         if self._current is attachment:
-            assert self._send is not None
-            self._send.close()
-            self._drop_send()
+            self._let_go()
 
     def detach_connection(self, retry_ms: int | None = None) -> None:
         """End the current connection but not the stream (SSE polling, T-54/T-55)."""
         if retry_ms is not None:
             self.retry_ms = retry_ms
-        if self._send is not None:
-            self.closed_connections += 1
-            if self._current is not None:
-                self._current.detached = True
-            self._send.close()
-            self._drop_send()
+        if self._current is not None:
+            self._current.detached = True
+            self._let_go()
 
     def finish(self) -> None:
         """No more events: the attached connection flushes and ends."""
         self.finished = True
-        if self._send is not None:
-            self._send.close()
-            self._drop_send()
+        self._let_go()
 
-    def _drop_send(self) -> None:
-        self._send = None
-        self._current = None
-        if self._on_change is not None:
-            self._on_change(-1)
+    def _let_go(self) -> None:
+        """Close the current connection's channel: it flushes what it holds and ends."""
+        current, self._current = self._current, None
+        if current is not None:
+            current.send.close()
+            if self._on_change is not None:
+                self._on_change(-1)
 
     def replay_after(self, seq: int) -> list[bytes] | None:
         if self._store is None or seq > self._seq:
