@@ -24,6 +24,7 @@ from . import _jsonrpc
 from ._context import Context, InputRequest
 from ._errors import INTERNAL_ERROR, INVALID_PARAMS, McpError
 from ._stream import JsonSlot, SseStream
+from ._versions import at_least
 
 if TYPE_CHECKING:
     from ._event_store import EventStore
@@ -82,8 +83,9 @@ class Session:
         self.subscriptions: set[str] = set()
         self.terminated = False
         self._nursery: trio.Nursery | None = None
-        self._scope = trio.CancelScope()
-        self._idle: trio.CancelScope | None = None
+        #: The session nursery's cancel scope, once :meth:`run` has started: the
+        #: session's lifetime *and* its idle clock (its deadline).
+        self._scope: trio.CancelScope | None = None
         self._store: EventStore | None = None
         self._streams: dict[int, SseStream] = {}
         self._next_stream = 1
@@ -104,12 +106,12 @@ class Session:
         # when it passes it ends just the wait below: the session expires.
         try:
             async with trio.open_nursery() as nursery:
-                if self._scope.cancel_called:
+                if self.terminated:
                     nursery.cancel_scope.cancel()  # terminated before it ran
-                self._scope = self._idle = nursery.cancel_scope
+                self._scope = nursery.cancel_scope
                 self._nursery = nursery
                 task_status.started()
-                self._touch()
+                self.touch()
                 await trio.sleep_forever()
         finally:
             self.terminate()
@@ -131,7 +133,8 @@ class Session:
         for pending in self._pending.values():
             pending.error = {"code": INTERNAL_ERROR, "message": "Session terminated"}
             pending.done.set()
-        self._scope.cancel()
+        if self._scope is not None:
+            self._scope.cancel()
 
     def _connection_change(self, delta: int) -> None:
         self.connections += delta
@@ -139,18 +142,15 @@ class Session:
 
     def _busy_change(self, delta: int) -> None:
         self._busy += delta
-        self._touch()
-
-    def _touch(self) -> None:
-        """Restart the idle clock; a session with work or a connection never expires."""
-        idle = self._idle
-        timeout = self.app.config.session_idle_timeout
-        if idle is None or timeout is None:
-            return
-        idle.deadline = math.inf if self._busy > 0 else trio.current_time() + timeout
+        self.touch()
 
     def touch(self) -> None:
-        self._touch()
+        """Restart the idle clock; a session with work or a connection never expires."""
+        scope = self._scope
+        timeout = self.app.config.session_idle_timeout
+        if scope is None or timeout is None:
+            return
+        scope.deadline = math.inf if self._busy > 0 else trio.current_time() + timeout
 
     # -- streams ----------------------------------------------------------------------
 
@@ -194,8 +194,22 @@ class Session:
             self._streams[0] = stream
         return stream
 
+    def prime(self, stream: SseStream) -> None:
+        """T-53: a priming event, for clients that expect one (older ones choke on
+        empty data)."""
+        if stream.resumable and at_least(self.protocol_version, "2025-11-25"):
+            stream.prime()
+
     def find_stream(self, number: int) -> SseStream | None:
         return self._streams.get(number)
+
+    def send_related(self, message: bytes, outbox: Outbox) -> bool:
+        """Publish a message related to a request: on its stream while that is open;
+        otherwise (JSON-response mode, or the stream ended) on the GET stream."""
+        if isinstance(outbox, SseStream) and not outbox.finished:
+            outbox.publish(message)
+            return True
+        return self.send_unrelated(message)
 
     def send_unrelated(self, message: bytes) -> bool:
         """Publish on the standalone stream; ``False`` if no GET stream ever opened."""
@@ -254,10 +268,6 @@ class Session:
         for running in list(self._in_flight.values()):
             running.cancel(reason)
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._in_flight)
-
     def _context(self, request: Envelope, outbox: Outbox) -> Context:
         params = request.params or {}
         return Context(
@@ -289,9 +299,7 @@ class Session:
         self._pending[request_id] = pending
         message = _jsonrpc.encode_request(request_id, method, params)
         try:
-            if isinstance(via, SseStream) and not via.finished:
-                via.publish(message)
-            elif not self.send_unrelated(message):
+            if not self.send_related(message, via):
                 raise McpError(
                     INTERNAL_ERROR,
                     f"cannot send {method}: the client has no open stream to receive it",
@@ -334,14 +342,7 @@ class _SessionOutlet:
         self._outbox = outbox
 
     async def notify(self, method: str, params: dict[str, Any] | None) -> None:
-        message = _jsonrpc.encode_notification(method, params)
-        outbox = self._outbox
-        if isinstance(outbox, SseStream) and not outbox.finished:
-            outbox.publish(message)
-        else:
-            # JSON-response mode: related notifications have no response stream to
-            # ride on, so they go to the GET stream, if the client keeps one.
-            self._session.send_unrelated(message)
+        self._session.send_related(_jsonrpc.encode_notification(method, params), self._outbox)
         await trio.lowlevel.checkpoint()
 
     async def ask(self, requests: dict[str, InputRequest]) -> dict[str, Any]:

@@ -48,7 +48,7 @@ from ._server import McpServer
 from ._session import Session
 from ._stream import Attachment, JsonSlot
 from ._tasks import TaskRegistry
-from ._versions import DEFAULT_LEGACY_VERSION, LEGACY_VERSIONS, at_least, negotiate_legacy
+from ._versions import DEFAULT_LEGACY_VERSION, LEGACY_VERSIONS, negotiate_legacy
 
 __all__ = ["McpHttpApp", "TransportConfig"]
 
@@ -509,9 +509,7 @@ class McpHttpApp:
     ) -> None:
         stream = session.new_stream(len(requests))
         attachment = stream.attach()
-        if stream.resumable and at_least(session.protocol_version, "2025-11-25"):
-            # T-53; only for clients that expect it: older ones choke on empty data.
-            stream.prime()
+        session.prime(stream)
         for request in requests:
             session.start(request, stream)
         await self._stream_out(attachment, receive, response, extra_headers)
@@ -718,8 +716,7 @@ class McpHttpApp:
                     409, INVALID_REQUEST, "Conflict: only one GET stream is allowed per session"
                 )
             attachment = stream.attach()
-            if stream.resumable and at_least(session.protocol_version, "2025-11-25"):
-                stream.prime()
+            session.prime(stream)
         session.touch()
         await self._stream_out(attachment, receive, response)
 
