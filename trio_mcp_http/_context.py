@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ._errors import INVALID_PARAMS, McpError, McpHttpError
+from ._errors import INVALID_PARAMS, MISSING_CLIENT_CAPABILITY, McpError, McpHttpError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
 __all__ = [
     "LOG_LEVELS",
@@ -30,6 +30,7 @@ __all__ = [
     "Outlet",
     "TaskControl",
     "answer_is_valid",
+    "require_capabilities",
 ]
 
 #: RFC 5424 severities, lowest first.
@@ -95,6 +96,17 @@ class InputRequest(dict[str, Any]):
         """The client capability this request needs."""
         method = str(self["method"])
         return _CAPABILITY_OF.get(method, method)
+
+
+def require_capabilities(requests: Iterable[InputRequest], capabilities: Mapping[str, Any]) -> None:
+    """Raise -32021 naming every capability ``requests`` need that the client lacks."""
+    undeclared = sorted({r.capability for r in requests if r.capability not in capabilities})
+    if undeclared:
+        raise McpError(
+            MISSING_CLIENT_CAPABILITY,
+            f"Missing required client capability: {', '.join(undeclared)}",
+            {"requiredCapabilities": {name: {} for name in undeclared}},
+        )
 
 
 class InputRequired(McpHttpError):

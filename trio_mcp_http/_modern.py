@@ -28,7 +28,14 @@ from pydantic_core import to_json
 
 from . import _jsonrpc, _sse
 from ._asgi import JSON_HEADERS, SSE_HEADERS, GuardedResponse, Receive, watch_disconnect
-from ._context import Context, InputRequest, InputRequired, answer_is_valid, level_rank
+from ._context import (
+    Context,
+    InputRequest,
+    InputRequired,
+    answer_is_valid,
+    level_rank,
+    require_capabilities,
+)
 from ._errors import (
     HEADER_MISMATCH,
     INTERNAL_ERROR,
@@ -39,6 +46,7 @@ from ._errors import (
     RESOURCE_NOT_FOUND,
     UNSUPPORTED_PROTOCOL_VERSION,
     McpError,
+    ProtocolError,
 )
 from ._http import accepts
 from ._jsonrpc import Envelope, Kind
@@ -108,32 +116,21 @@ _B64 = re.compile(r"[A-Za-z0-9+/]*={0,2}\Z")
 _STATE_TTL = 15 * 60.0
 
 
-class _Refused(Exception):
-    """A request refused before its handler ran: HTTP status plus JSON-RPC error."""
-
-    def __init__(self, status: int, code: int, message: str, data: Any = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.data = data
-
-
 def _header_value(raw: str | None) -> str | None:
     """Trim optional whitespace (RFC 9110 §5.5) and decode the base64 form (SEP-2243)."""
     if raw is None:
         return None
     value = raw.strip(" \t")
     if any(not (0x20 <= ord(ch) <= 0x7E or ch == "\t") for ch in value):
-        raise _Refused(400, HEADER_MISMATCH, "Header value has characters outside visible ASCII")
+        raise ProtocolError(400, HEADER_MISMATCH, "Header value has characters outside visible ASCII")
     if value.startswith("=?base64?") and value.endswith("?=") and len(value) >= 11:
         encoded = value[9:-2]
         if len(encoded) % 4 or not _B64.match(encoded):
-            raise _Refused(400, HEADER_MISMATCH, "Header value is not valid base64")
+            raise ProtocolError(400, HEADER_MISMATCH, "Header value is not valid base64")
         try:
             return base64.b64decode(encoded, validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError):
-            raise _Refused(400, HEADER_MISMATCH, "Header value is not valid base64 UTF-8") from None
+            raise ProtocolError(400, HEADER_MISMATCH, "Header value is not valid base64 UTF-8") from None
     return value
 
 
@@ -174,16 +171,6 @@ def _matches(header: str, value: Any) -> bool:
     return header == str(value)
 
 
-class _Call:
-    """One modern request in flight: its cancel scope and why it was cancelled."""
-
-    __slots__ = ("reason", "scope")
-
-    def __init__(self) -> None:
-        self.scope = trio.CancelScope()
-        self.reason: str | None = None
-
-
 class _Listener:
     """One ``subscriptions/listen`` stream."""
 
@@ -220,7 +207,8 @@ class ModernEra:
     def __init__(self, app: McpHttpApp) -> None:
         self.app = app
         self.server = app.server
-        self._calls: set[_Call] = set()
+        #: The cancel scope of every request in flight (the drain cancels them).
+        self._calls: set[trio.CancelScope] = set()
         self._listeners: set[_Listener] = set()
         self._state_key = app.config.request_state_key or secrets.token_bytes(32)
         self._header_cache: dict[str, tuple[int, list[tuple[tuple[str, ...], str]]]] = {}
@@ -228,9 +216,8 @@ class ModernEra:
     # -- lifecycle hooks used by the app ----------------------------------------------
 
     def cancel_all(self) -> None:
-        for call in self._calls:
-            call.reason = call.reason or "shutdown"
-            call.scope.cancel()
+        for scope in self._calls:
+            scope.cancel()
 
     def close_listeners(self) -> None:
         for listener in self._listeners:
@@ -249,10 +236,6 @@ class ModernEra:
                     pass
 
     @property
-    def in_flight(self) -> int:
-        return len(self._calls)
-
-    @property
     def listeners(self) -> int:
         return len(self._listeners)
 
@@ -264,9 +247,9 @@ class ModernEra:
         request_id = message.id if message.kind is Kind.REQUEST else None
         try:
             meta = self._validate(message, headers)
-        except _Refused as refused:
-            body = _jsonrpc.encode_error(request_id, refused.code, refused.message, refused.data)
-            await response.respond(refused.status, JSON_HEADERS, body)
+        except ProtocolError as refused:
+            # Refused before the handler ran; the error names the request (T-130).
+            await response.error(refused, request_id)
             return
         if meta is None:  # an accepted notification
             await response.respond(202, [])
@@ -285,14 +268,16 @@ class ModernEra:
         a notification."""
         accept = headers.get("accept")
         if not accepts(accept, "application/json"):
-            raise _Refused(406, INVALID_REQUEST, "Not Acceptable: Client must accept application/json")
+            raise ProtocolError(406, INVALID_REQUEST, "Not Acceptable: Client must accept application/json")
         if message.kind is Kind.RESPONSE:
-            raise _Refused(
+            raise ProtocolError(
                 400, INVALID_REQUEST, "Invalid Request: clients do not send responses in 2026-07-28"
             )
         version_header = _header_value(headers.get("mcp-protocol-version"))
         if version_header is None:
-            raise _Refused(400, HEADER_MISMATCH, "Header mismatch: MCP-Protocol-Version header is required")
+            raise ProtocolError(
+                400, HEADER_MISMATCH, "Header mismatch: MCP-Protocol-Version header is required"
+            )
         if message.kind is Kind.NOTIFICATION:
             return None
         params = message.params or {}
@@ -302,19 +287,19 @@ class ModernEra:
             or META_VERSION not in meta
             or not isinstance(meta.get(META_CAPABILITIES), dict)
         ):
-            raise _Refused(
+            raise ProtocolError(
                 400,
                 INVALID_PARAMS,
                 f"Invalid params: _meta must carry {META_VERSION} and {META_CAPABILITIES}",
             )
         if meta[META_VERSION] != version_header:
-            raise _Refused(
+            raise ProtocolError(
                 400,
                 HEADER_MISMATCH,
                 "Header mismatch: MCP-Protocol-Version header does not match _meta protocol version",
             )
         if version_header not in MODERN_VERSIONS:
-            raise _Refused(
+            raise ProtocolError(
                 400,
                 UNSUPPORTED_PROTOCOL_VERSION,
                 "Unsupported protocol version",
@@ -322,26 +307,26 @@ class ModernEra:
             )
         method = message.method or ""
         if _header_value(headers.get("mcp-method")) != method:
-            raise _Refused(
+            raise ProtocolError(
                 400, HEADER_MISMATCH, "Header mismatch: Mcp-Method header must equal the body's method"
             )
         source = NAME_SOURCE.get(method)
         if source is not None:
             expected = params.get(source)
             if _header_value(headers.get("mcp-name")) != expected or not isinstance(expected, str):
-                raise _Refused(
+                raise ProtocolError(
                     400, HEADER_MISMATCH, f"Header mismatch: Mcp-Name header must equal params.{source}"
                 )
         if method == "tools/call":
             self._check_param_headers(params, headers)
         if method not in METHODS:
-            raise _Refused(404, METHOD_NOT_FOUND, f"Method not found: {method}")
+            raise ProtocolError(404, METHOD_NOT_FOUND, f"Method not found: {method}")
         level = meta.get(META_LOG_LEVEL)
         if level is not None:
             try:
                 level_rank(str(level))
             except McpError as exc:
-                raise _Refused(400, INVALID_PARAMS, exc.message) from None
+                raise ProtocolError(400, INVALID_PARAMS, exc.message) from None
         return meta
 
     def _check_param_headers(self, params: dict[str, Any], headers: RequestHeaders) -> None:
@@ -361,7 +346,7 @@ class ModernEra:
                 continue
             decoded = _header_value(raw)
             if decoded is None or not _matches(decoded, value):
-                raise _Refused(
+                raise ProtocolError(
                     400, HEADER_MISMATCH, f"Header mismatch: Mcp-Param-{header} does not match the argument"
                 )
 
@@ -376,15 +361,15 @@ class ModernEra:
         method = message.method or ""
         request_id = message.request_id
         params = dict(message.params or {})
-        call = _Call()
+        call = trio.CancelScope()
         outlet = _ModernOutlet(response, accepts_sse=self._accepts_sse(headers))
         self._calls.add(call)
         self.app._handler_started()
         answer: tuple[int, bytes] | None = None
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(watch_disconnect, receive, response, call.scope)
-                with call.scope:
+                nursery.start_soon(watch_disconnect, receive, response, call)
+                with call:
                     answer = await self._answer(method, request_id, params, meta, outlet)
                 nursery.cancel_scope.cancel()
         finally:
@@ -488,10 +473,8 @@ class ModernEra:
         listen_id = message.request_id
         wanted = (message.params or {}).get("notifications")
         if not isinstance(wanted, dict):
-            body = _jsonrpc.encode_error(
-                listen_id, INVALID_PARAMS, "Invalid params: notifications must be an object"
-            )
-            await response.respond(400, JSON_HEADERS, body)
+            refused = ProtocolError(400, INVALID_PARAMS, "Invalid params: notifications must be an object")
+            await response.error(refused, listen_id)
             return
         capabilities = self.server.capabilities()
         honoured: dict[str, Any] = {}
@@ -614,13 +597,7 @@ class _ModernOutlet:
             else:
                 missing[key] = request
         if missing:
-            undeclared = {r.capability for r in missing.values() if r.capability not in self.capabilities}
-            if undeclared:
-                raise McpError(
-                    MISSING_CLIENT_CAPABILITY,
-                    f"Missing required client capability: {', '.join(sorted(undeclared))}",
-                    {"requiredCapabilities": {name: {} for name in sorted(undeclared)}},
-                )
+            require_capabilities(missing.values(), self.capabilities)
             raise InputRequired(missing)
         await trio.lowlevel.checkpoint()
         return answers

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._context import Context, InputRequest, InputRequired, Outlet, answer_is_valid
+from ._context import Context, InputRequest, InputRequired, Outlet, answer_is_valid, require_capabilities
 from ._errors import INTERNAL_ERROR, INVALID_PARAMS, MISSING_CLIENT_CAPABILITY, McpError
 
 if TYPE_CHECKING:
@@ -198,13 +198,7 @@ class Task:
 
     async def ask(self, requests: dict[str, InputRequest], capabilities: dict[str, Any]) -> dict[str, Any]:
         """Park in ``input_required`` until ``tasks/update`` has answered every request."""
-        undeclared = {r.capability for r in requests.values() if r.capability not in capabilities}
-        if undeclared:
-            raise McpError(
-                MISSING_CLIENT_CAPABILITY,
-                f"Missing required client capability: {', '.join(sorted(undeclared))}",
-                {"requiredCapabilities": {name: {} for name in sorted(undeclared)}},
-            )
+        require_capabilities(requests.values(), capabilities)
         if not requests:
             await trio.lowlevel.checkpoint()
             return {}
