@@ -821,4 +821,4 @@ async def hypercorn_serving(
 async def wait_idle(app: McpHttpApp) -> None:
     """Until no HTTP call is being served by ``app`` (no polling: the app's own event)."""
     while app.statistics()["http_calls_in_flight"]:
-        await app._calls_idle.wait()
+        await app._calls.wait_idle()

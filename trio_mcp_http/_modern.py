@@ -364,7 +364,7 @@ class ModernEra:
         call = trio.CancelScope()
         outlet = _ModernOutlet(response, accepts_sse=self._accepts_sse(headers))
         self._calls.add(call)
-        self.app._handler_started()
+        self.app._handlers.enter()
         answer: tuple[int, bytes] | None = None
         try:
             async with trio.open_nursery() as nursery:
@@ -374,7 +374,7 @@ class ModernEra:
                 nursery.cancel_scope.cancel()
         finally:
             self._calls.discard(call)
-            self.app._handler_finished()
+            self.app._handlers.leave()
         if response.client_gone:
             return  # T-75: nothing more is sent; the guard completes the response.
         if answer is None:  # cancelled by the drain

@@ -232,7 +232,7 @@ class Session:
         running = _Running()
         self._in_flight[request.request_id] = running
         self._busy_change(+1)
-        self.app._handler_started()
+        self.app._handlers.enter()
         self._nursery.start_soon(self._run, request, outbox, running)
 
     async def _run(self, request: Envelope, outbox: Outbox, running: _Running) -> None:
@@ -245,7 +245,7 @@ class Session:
             if self._in_flight.get(request.request_id) is running:
                 del self._in_flight[request.request_id]
             self._busy_change(-1)
-            self.app._handler_finished()
+            self.app._handlers.leave()
             if message is None:
                 message = self._cancelled_answer(request, running, outbox)
             outbox.publish_final(message)

@@ -31,6 +31,7 @@ import trio
 
 from ._context import Context, InputRequest, InputRequired, Outlet, answer_is_valid, require_capabilities
 from ._errors import INTERNAL_ERROR, INVALID_PARAMS, MISSING_CLIENT_CAPABILITY, McpError
+from ._inflight import InFlight
 
 if TYPE_CHECKING:
     from ._server import McpServer
@@ -288,9 +289,8 @@ class TaskRegistry:
         self._nursery: trio.Nursery | None = None
         self._tasks: dict[str, Task] = {}
         self._provisional = 0
-        self._running = 0
-        self._idle = trio.Event()
-        self._idle.set()
+        #: Tasks whose work is running (finished records are not counted).
+        self._running = InFlight()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own every task until cancelled (started by :meth:`McpHttpApp.run`)."""
@@ -305,11 +305,11 @@ class TaskRegistry:
     # -- what the app needs -----------------------------------------------------------
 
     def statistics(self) -> dict[str, int]:
-        return {"tasks": len(self._tasks), "tasks_running": self._running}
+        return {"tasks": len(self._tasks), "tasks_running": self._running.count}
 
     async def wait_idle(self) -> None:
         """Until no task's work is running (finished records may remain)."""
-        await self._idle.wait()
+        await self._running.wait_idle()
 
     def cancel_all(self) -> None:
         """The drain, after its grace period: stop every task's work."""
@@ -381,16 +381,9 @@ class TaskRegistry:
             with task.lifetime:
                 # Counted as running before the caller hears of it, so a drain (or a
                 # test) that looks right after creation waits for it.
-                if self._running == 0:
-                    self._idle = trio.Event()
-                self._running += 1
-                try:
+                with self._running:
                     task_status.started()
                     await self._work(task, params, ctx)
-                finally:
-                    self._running -= 1
-                    if self._running == 0:
-                        self._idle.set()
                 if task.born:
                     del params, ctx  # the record keeps the outcome, not the request
                     await trio.sleep_forever()  # keep the outcome for tasks/get

@@ -42,6 +42,7 @@ from ._http import (
     is_valid_session_id,
     new_session_id,
 )
+from ._inflight import InFlight
 from ._jsonrpc import Envelope, Kind
 from ._modern import META_VERSION, ModernEra
 from ._server import McpServer
@@ -129,12 +130,9 @@ class McpHttpApp:
         self._sessions: dict[str, Session] = {}
         self._transient: set[Session] = set()
         self._admitting = True
-        self._handlers = 0
-        self._handlers_idle = trio.Event()
-        self._handlers_idle.set()
-        self._calls = 0
-        self._calls_idle = trio.Event()
-        self._calls_idle.set()
+        #: Requests whose handlers run (both eras), and HTTP calls not yet answered.
+        self._handlers = InFlight()
+        self._calls = InFlight()
         #: The tasks of the 2026-07-28 tasks extension, owned by :meth:`run`.
         self.tasks = TaskRegistry(
             server,
@@ -182,20 +180,20 @@ class McpHttpApp:
         grace = self.config.grace_period if grace_period is None else grace_period
         self._admitting = False
         with trio.move_on_after(grace):
-            await self._handlers_idle.wait()
+            await self._handlers.wait_idle()
             await self.tasks.wait_idle()
         for session in self._all_sessions():
             session.cancel_all("shutdown")
         self._modern.cancel_all()
         self.tasks.cancel_all()
         with trio.move_on_after(self.config.final_send_timeout):
-            await self._handlers_idle.wait()
+            await self._handlers.wait_idle()
             await self.tasks.wait_idle()
         for session in self._all_sessions():
             session.close_connections(self.config.retry_ms)
         self._modern.close_listeners()
         with trio.move_on_after(self.config.final_send_timeout):
-            await self._calls_idle.wait()
+            await self._calls.wait_idle()
 
     def statistics(self) -> dict[str, int]:
         """A snapshot of what is live: for monitoring and for leak tests."""
@@ -203,8 +201,8 @@ class McpHttpApp:
         listeners = self._modern.listeners
         return {
             "sessions": len(self._sessions),
-            "requests_in_flight": self._handlers,
-            "http_calls_in_flight": self._calls,
+            "requests_in_flight": self._handlers.count,
+            "http_calls_in_flight": self._calls.count,
             "open_streams": sum(s.connections for s in sessions) + listeners,
             "stored_events": sum(s.stored_events for s in sessions),
         }
@@ -234,16 +232,6 @@ class McpHttpApp:
     def _forget(self, session: Session) -> None:
         if session.id is not None and self._sessions.get(session.id) is session:
             del self._sessions[session.id]
-
-    def _handler_started(self) -> None:
-        if self._handlers == 0:
-            self._handlers_idle = trio.Event()
-        self._handlers += 1
-
-    def _handler_finished(self) -> None:
-        self._handlers -= 1
-        if self._handlers == 0:
-            self._handlers_idle.set()
 
     def _broadcast(self, method: str, params: dict[str, Any] | None) -> None:
         """A server-wide notification: to each session's GET stream, exactly once."""
@@ -292,25 +280,20 @@ class McpHttpApp:
 
     async def _http(self, scope: Message, receive: Receive, send: Send) -> None:
         response = GuardedResponse(send, self.config.final_send_timeout)
-        if self._calls == 0:
-            self._calls_idle = trio.Event()
-        self._calls += 1
-        failed = False
-        try:
-            await self._route(scope, receive, response)
-        except ClientGone:
-            pass
-        except ProtocolError as exc:
-            if not response.started:
-                await response.error(exc)
-        except Exception:
-            failed = True
-            logger.exception("unexpected error serving %s %s", scope.get("method"), scope.get("path"))
-        finally:
-            await response.complete(failed=failed)
-            self._calls -= 1
-            if self._calls == 0:
-                self._calls_idle.set()
+        with self._calls:
+            failed = False
+            try:
+                await self._route(scope, receive, response)
+            except ClientGone:
+                pass
+            except ProtocolError as exc:
+                if not response.started:
+                    await response.error(exc)
+            except Exception:
+                failed = True
+                logger.exception("unexpected error serving %s %s", scope.get("method"), scope.get("path"))
+            finally:
+                await response.complete(failed=failed)
 
     async def _route(self, scope: Message, receive: Receive, response: GuardedResponse) -> None:
         if scope.get("path") != self.config.path:
