@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -207,10 +206,16 @@ class McpHttpApp:
             "stored_events": sum(s.stored_events for s in sessions),
         }
 
-    @asynccontextmanager
-    async def _transient_session(
-        self, version: str, capabilities: dict[str, Any], client_info: dict[str, Any] | None
-    ) -> AsyncIterator[Session]:
+    async def _deliver_stateless(
+        self,
+        version: str,
+        capabilities: dict[str, Any],
+        client_info: dict[str, Any] | None,
+        messages: list[Envelope],
+        receive: Receive,
+        response: GuardedResponse,
+        batch: bool = False,
+    ) -> None:
         """Stateless mode: a session that lives for one POST, its nursery in the call.
 
         It stays registered until its handlers are done, so a drain can cancel them.
@@ -222,7 +227,10 @@ class McpHttpApp:
         try:
             async with trio.open_nursery() as nursery:
                 session.attach_nursery(nursery)
-                yield session
+                await self._deliver(session, messages, receive, response, batch=batch)
+                # Finish the HTTP exchange now (a 499 at once if the client left); the
+                # handler may run on in this call's nursery (T-34).
+                await response.complete(failed=False)
         finally:
             self._transient.discard(session)
 
@@ -260,22 +268,19 @@ class McpHttpApp:
         message = await receive()
         if message["type"] != "lifespan.startup":
             return
-        if self.running:
-            # Already run by serve(): the lifespan has nothing to do.
-            await send({"type": "lifespan.startup.complete"})
-            while (await receive())["type"] != "lifespan.shutdown":
-                pass
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+        # Run by serve() already, or to be run here for ``hypercorn -k trio module:app``.
+        owner = not self.running
         async with trio.open_nursery() as nursery:
-            await nursery.start(self.run)
+            if owner:
+                await nursery.start(self.run)
             await send({"type": "lifespan.startup.complete"})
             while (await receive())["type"] != "lifespan.shutdown":
                 pass
-            # Hypercorn only sends this after it has stopped the connections; what is
-            # left to drain are the sessions' tasks.
-            await self.drain(grace_period=0)
-            nursery.cancel_scope.cancel()
+            if owner:
+                # Hypercorn only sends this after it has stopped the connections; what
+                # is left to drain are the sessions' tasks.
+                await self.drain(grace_period=0)
+                nursery.cancel_scope.cancel()
         await send({"type": "lifespan.shutdown.complete"})
 
     async def _http(self, scope: Message, receive: Receive, send: Send) -> None:
@@ -317,11 +322,11 @@ class McpHttpApp:
                 headers=[(b"allow", b"GET, POST, DELETE")],
             )
 
-    def _unavailable(self) -> ProtocolError:
+    def _unavailable(self, reason: str = "server is shutting down") -> ProtocolError:
         return ProtocolError(
             503,
             INTERNAL_ERROR,
-            "Service Unavailable: server is shutting down",
+            f"Service Unavailable: {reason}",
             headers=[(b"retry-after", str(self.config.retry_after).encode())],
         )
 
@@ -381,12 +386,9 @@ class McpHttpApp:
         response: GuardedResponse,
     ) -> None:
         self._check_accept(headers)
+        batch = isinstance(parsed, list)
         messages = parsed if isinstance(parsed, list) else [parsed]
         initialize = [m for m in messages if m.kind is Kind.REQUEST and m.method == "initialize"]
-        if version_header is not None and version_header not in LEGACY_VERSIONS and not initialize:
-            raise ProtocolError(
-                400, INVALID_REQUEST, f"Bad Request: unsupported MCP-Protocol-Version: {version_header}"
-            )
         if initialize:
             if len(messages) > 1:
                 raise ProtocolError(
@@ -394,21 +396,20 @@ class McpHttpApp:
                 )
             await self._initialize(initialize[0], headers, receive, response)
             return
+        # T-71 (initialize itself may name any version: T-101 negotiates).
+        self._check_version(headers)
         if self.config.stateless:
-            async with self._transient_session(version_header or DEFAULT_LEGACY_VERSION, {}, None) as session:
-                await self._deliver(session, messages, receive, response)
-                # Finish the HTTP exchange now (a 499 at once if the client left); the
-                # handler may run on in this call's nursery (T-34).
-                await response.complete(failed=False)
+            version = version_header or DEFAULT_LEGACY_VERSION
+            await self._deliver_stateless(version, {}, None, messages, receive, response, batch)
             return
         session = self._session_for(headers)
-        if isinstance(parsed, list) and session.protocol_version != "2025-03-26":
+        if batch and session.protocol_version != "2025-03-26":
             # T-23: batching exists only in 2025-03-26.
             raise ProtocolError(
                 400, INVALID_REQUEST, "Invalid Request: batches are not supported in this protocol version"
             )
         session.touch()
-        await self._deliver(session, messages, receive, response)
+        await self._deliver(session, messages, receive, response, batch=batch)
 
     def _session_for(self, headers: RequestHeaders) -> Session:
         session_id = headers.get("mcp-session-id")
@@ -429,6 +430,8 @@ class McpHttpApp:
         receive: Receive,
         response: GuardedResponse,
         extra_headers: list[tuple[bytes, bytes]] | None = None,
+        *,
+        batch: bool = False,
     ) -> None:
         requests = []
         for message in messages:
@@ -437,18 +440,18 @@ class McpHttpApp:
             elif message.kind is Kind.RESPONSE:
                 session.deliver_response(message)
             else:
-                await self._notification(session, message)
+                self._notification(session, message)
         if not requests:
             await response.respond(202, [])
             return
         if not self._admitting:
             raise self._unavailable()
         if self.config.json_response:
-            await self._answer_json(session, requests, receive, response, extra_headers)
+            await self._answer_json(session, requests, receive, response, extra_headers, batch)
         else:
             await self._answer_sse(session, requests, receive, response, extra_headers)
 
-    async def _notification(self, session: Session, message: Envelope) -> None:
+    def _notification(self, session: Session, message: Envelope) -> None:
         params = message.params or {}
         if message.method == "notifications/cancelled":
             request_id = params.get("requestId")
@@ -463,6 +466,7 @@ class McpHttpApp:
         receive: Receive,
         response: GuardedResponse,
         extra_headers: list[tuple[bytes, bytes]] | None,
+        batch: bool,
     ) -> None:
         slot = JsonSlot(len(requests))
         for request in requests:
@@ -477,10 +481,9 @@ class McpHttpApp:
                         response.client_gone = True
                         return
         headers = JSON_HEADERS + (extra_headers or [])
-        if len(requests) == 1 and len(slot.messages) == 1:
-            await response.respond(200, headers, slot.messages[0])
-        else:
-            await response.respond(200, headers, _jsonrpc.encode_batch(slot.messages))
+        # A batch (2025-03-26) is answered with an array, as JSON-RPC 2.0 §6 says.
+        body = _jsonrpc.encode_batch(slot.messages) if batch else slot.messages[0]
+        await response.respond(200, headers, body)
 
     async def _answer_sse(
         self,
@@ -508,8 +511,8 @@ class McpHttpApp:
         stream = attachment.stream
         try:
             await response.start(200, SSE_HEADERS + (extra_headers or []))
-            for frame in attachment.prelude:
-                await response.chunk(frame)
+            if attachment.prelude:
+                await response.chunk(b"".join(attachment.prelude))
             # Fast path: a quick handler has usually finished while the head was being
             # sent, leaving the whole stream queued.  Then there is nothing to wait for,
             # so no disconnect watcher to spawn: write it all and end.
@@ -559,17 +562,8 @@ class McpHttpApp:
                 await response.chunk(_sse.comment())
                 continue
             # Write everything already queued in one chunk: fewer sends under load.
-            frames = [frame]
-            ended = False
-            while True:
-                try:
-                    frames.append(channel.receive_nowait())
-                except trio.WouldBlock:
-                    break
-                except trio.EndOfChannel:
-                    ended = True
-                    break
-            data = frames[0] if len(frames) == 1 else b"".join(frames)
+            queued, ended = _drain_nowait(channel)
+            data = frame + queued if queued else frame
             if ended and hold_last:
                 return data
             await response.chunk(data)
@@ -647,17 +641,10 @@ class McpHttpApp:
         version = negotiate_legacy(params["protocolVersion"])
         if self.config.stateless:
             client = client_info if isinstance(client_info, dict) else None
-            async with self._transient_session(version, capabilities, client) as session:
-                await self._deliver(session, [request], receive, response)
-                await response.complete(failed=False)
+            await self._deliver_stateless(version, capabilities, client, [request], receive, response)
             return
         if len(self._sessions) >= self.config.max_sessions:
-            raise ProtocolError(
-                503,
-                INTERNAL_ERROR,
-                "Service Unavailable: too many sessions",
-                headers=[(b"retry-after", str(self.config.retry_after).encode())],
-            )
+            raise self._unavailable("too many sessions")
         assert self._nursery is not None
         session_id = new_session_id()
         session = Session(
