@@ -77,9 +77,11 @@ class _HypercornConfig(HypercornConfig):
         return sockets
 
 
-def _hypercorn_config(host: str, port: int, config: TransportConfig, **options: Any) -> HypercornConfig:
+def _hypercorn_config(
+    host: str, port: int, config: TransportConfig, peer_timeout: float | None, **options: Any
+) -> HypercornConfig:
     hc = _HypercornConfig()
-    hc.peer_timeout = options.pop("peer_timeout", 10.0)
+    hc.peer_timeout = peer_timeout
     hc.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     # The drain has completed every response before Hypercorn is told to stop; what
     # remains are idle keep-alive connections, closed at once.

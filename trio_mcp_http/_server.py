@@ -37,7 +37,6 @@ TaskSupport = Literal["forbidden", "optional", "required"]
 #: When a task-supporting tool's task begins: before its handler runs, or when the
 #: handler calls :meth:`Context.start_task` (after gathering input by MRTR).
 TaskStart = Literal["immediate", "explicit"]
-_EMPTY_INPUT_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
 
 
 def _wire(value: Any) -> Any:
@@ -67,7 +66,6 @@ class _Signature:
     model: type[BaseModel] | None
     context_param: str | None
     json_schema: dict[str, Any]
-    return_hint: Any
     #: The function's own signature, for binding pass-through arguments.
     python_signature: inspect.Signature
 
@@ -98,7 +96,7 @@ class _Signature:
             if isinstance(prop, dict):
                 prop.pop("title", None)
         schema.setdefault("properties", {})
-        return cls(fn, model, ctx_name, schema, hints.get("return", Any), python_signature)
+        return cls(fn, model, ctx_name, schema, python_signature)
 
     async def call(self, arguments: dict[str, Any], ctx: Context) -> Any:
         if self.model is not None:
@@ -125,7 +123,6 @@ class _Tool:
     signature: _Signature
     definition: dict[str, Any]
     output_schema: dict[str, Any] | None
-    passthrough: bool = False
     task_support: TaskSupport = "forbidden"
     task_start: TaskStart = "immediate"
 
@@ -282,9 +279,8 @@ class McpServer:
         def register(fn: Handler) -> Handler:
             signature = _Signature.of(fn)
             tool_name = name or fn.__name__
-            passthrough = input_schema is not None
-            if passthrough:
-                signature.model = None
+            if input_schema is not None:
+                signature.model = None  # advertised verbatim; arguments pass through
             schema = dict(input_schema) if input_schema is not None else signature.json_schema
             definition: dict[str, Any] = {"name": tool_name, "inputSchema": schema}
             if title is not None:
@@ -299,7 +295,7 @@ class McpServer:
             if meta is not None:
                 definition["_meta"] = meta
             self._tools[tool_name] = _Tool(
-                tool_name, signature, definition, output_schema, passthrough, task_support, task_start
+                tool_name, signature, definition, output_schema, task_support, task_start
             )
             self._changed("notifications/tools/list_changed")
             return fn
