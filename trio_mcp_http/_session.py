@@ -15,14 +15,15 @@ replayable from the session's event store.
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from . import _jsonrpc
-from ._context import Context, InputRequest
-from ._errors import INTERNAL_ERROR, INVALID_PARAMS, McpError
+from ._context import Context, InputRequest, level_rank
+from ._errors import INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, McpError
 from ._stream import JsonSlot, SseStream
 from ._versions import at_least
 
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from ._transport import McpHttpApp
 
 __all__ = ["Session"]
+
+logger = logging.getLogger("trio_mcp_http")
 
 Outbox = SseStream | JsonSlot
 
@@ -240,7 +243,7 @@ class Session:
         try:
             with running.scope:
                 ctx = self._context(request, outbox)
-                message = await self.app.answer(request, ctx)
+                message = await self._answer(request, ctx)
         finally:
             if self._in_flight.get(request.request_id) is running:
                 del self._in_flight[request.request_id]
@@ -249,6 +252,59 @@ class Session:
             if message is None:
                 message = self._cancelled_answer(request, running, outbox)
             outbox.publish_final(message)
+
+    async def _answer(self, request: Envelope, ctx: Context) -> bytes:
+        """Run one request's handler; returns the encoded response."""
+        request_id = request.request_id
+        params = request.params or {}
+        method = request.method or ""
+        server = self.app.server
+        try:
+            if method == "initialize":
+                result = self._initialize_result()
+            elif method == "logging/setLevel":
+                level = params.get("level")
+                if not isinstance(level, str):
+                    raise McpError(INVALID_PARAMS, '"level" must be a string')
+                level_rank(level)
+                self.log_level = level
+                result = {}
+            elif method in ("resources/subscribe", "resources/unsubscribe"):
+                result = await self._subscribe(params, method == "resources/subscribe")
+            else:
+                result = await server.dispatch(method, params, ctx)
+        except McpError as exc:
+            return _jsonrpc.encode_error(request_id, exc.code, exc.message, exc.data)
+        except Exception:
+            logger.exception("handler for %s failed", method)
+            return _jsonrpc.encode_error(request_id, INTERNAL_ERROR, "Internal error")
+        return _jsonrpc.encode_result(request_id, result)
+
+    def _initialize_result(self) -> dict[str, Any]:
+        server = self.app.server
+        result: dict[str, Any] = {
+            # T-101: the version negotiated when the session was made.
+            "protocolVersion": self.protocol_version,
+            "capabilities": server.capabilities(),
+            "serverInfo": server.server_info,
+        }
+        if server.instructions is not None:
+            result["instructions"] = server.instructions
+        return result
+
+    async def _subscribe(self, params: dict[str, Any], subscribe: bool) -> dict[str, Any]:
+        server = self.app.server
+        if "resources" not in server.capabilities():
+            raise McpError(METHOD_NOT_FOUND, "Method not found: server has no resources")
+        uri = params.get("uri")
+        if not isinstance(uri, str):
+            raise McpError(INVALID_PARAMS, '"uri" must be a string')
+        if subscribe:
+            self.subscriptions.add(uri)
+        else:
+            self.subscriptions.discard(uri)
+        await server.subscribe(uri, subscribe)
+        return {}
 
     def _cancelled_answer(self, request: Envelope, running: _Running, outbox: Outbox) -> bytes | None:
         if running.reason == "client" and isinstance(outbox, SseStream):

@@ -22,13 +22,11 @@ from ._asgi import (
     read_body,
     watch_disconnect,
 )
-from ._context import Context, level_rank
+from ._context import level_rank
 from ._errors import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
-    METHOD_NOT_FOUND,
-    McpError,
     ProtocolError,
     SessionNotFound,
 )
@@ -568,60 +566,7 @@ class McpHttpApp:
                 return data
             await response.chunk(data)
 
-    async def answer(self, request: Envelope, ctx: Context) -> bytes:
-        """Run one request's handler; returns the encoded response."""
-        request_id = request.request_id
-        params = request.params or {}
-        method = request.method or ""
-        try:
-            if method == "initialize":
-                result = self._initialize_result(params)
-            elif method == "logging/setLevel":
-                level = params.get("level")
-                if not isinstance(level, str):
-                    raise McpError(INVALID_PARAMS, '"level" must be a string')
-                level_rank(level)
-                session = self._sessions.get(ctx.session_id or "")
-                if session is not None:
-                    session.log_level = level
-                result = {}
-            elif method in ("resources/subscribe", "resources/unsubscribe"):
-                result = await self._subscribe(ctx, params, method == "resources/subscribe")
-            else:
-                result = await self.server.dispatch(method, params, ctx)
-        except McpError as exc:
-            return _jsonrpc.encode_error(request_id, exc.code, exc.message, exc.data)
-        except Exception:
-            logger.exception("handler for %s failed", method)
-            return _jsonrpc.encode_error(request_id, INTERNAL_ERROR, "Internal error")
-        return _jsonrpc.encode_result(request_id, result)
-
-    async def _subscribe(self, ctx: Context, params: dict[str, Any], subscribe: bool) -> dict[str, Any]:
-        if "resources" not in self.server.capabilities():
-            raise McpError(METHOD_NOT_FOUND, "Method not found: server has no resources")
-        uri = params.get("uri")
-        if not isinstance(uri, str):
-            raise McpError(INVALID_PARAMS, '"uri" must be a string')
-        session = self._sessions.get(ctx.session_id or "")
-        if session is not None:
-            if subscribe:
-                session.subscriptions.add(uri)
-            else:
-                session.subscriptions.discard(uri)
-        await self.server.subscribe(uri, subscribe)
-        return {}
-
     # -- initialize -------------------------------------------------------------------
-
-    def _initialize_result(self, params: dict[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = {
-            "protocolVersion": negotiate_legacy(params.get("protocolVersion")),
-            "capabilities": self.server.capabilities(),
-            "serverInfo": self.server.server_info,
-        }
-        if self.server.instructions is not None:
-            result["instructions"] = self.server.instructions
-        return result
 
     async def _initialize(
         self, request: Envelope, headers: RequestHeaders, receive: Receive, response: GuardedResponse
