@@ -82,7 +82,8 @@ class Session:
         self.protocol_version = protocol_version
         self.client_capabilities = client_capabilities
         self.client_info = client_info
-        self.log_level: str | None = None
+        #: The threshold of log notifications: every level until ``logging/setLevel``.
+        self.log_level = "debug"
         self.subscriptions: set[str] = set()
         self.terminated = False
         self._nursery: trio.Nursery | None = None
@@ -336,8 +337,7 @@ class Session:
             client_capabilities=self.client_capabilities,
             client_info=self.client_info,
             session_id=self.id,
-            # Session era: with no logging/setLevel, every level is sent.
-            log_level=self.log_level or "debug",
+            log_level=self.log_level,
         )
 
     # -- server-to-client requests ----------------------------------------------------

@@ -247,7 +247,7 @@ class McpHttpApp:
         for session in self._sessions.values():
             if method == "notifications/resources/updated" and uri not in session.subscriptions:
                 continue
-            if level is not None and level_rank(level) < level_rank(session.log_level or "debug"):
+            if level is not None and level_rank(level) < level_rank(session.log_level):
                 continue
             session.send_unrelated(message)
         self._modern.broadcast(method, params)
