@@ -211,7 +211,7 @@ class ModernEra:
         self._calls: set[trio.CancelScope] = set()
         self._listeners: set[_Listener] = set()
         self._state_key = app.config.request_state_key or secrets.token_bytes(32)
-        self._header_cache: dict[str, tuple[int, list[tuple[tuple[str, ...], str]]]] = {}
+        self._header_cache: dict[str, tuple[dict[str, Any], list[tuple[tuple[str, ...], str]]]] = {}
 
     # -- lifecycle hooks used by the app ----------------------------------------------
 
@@ -334,10 +334,12 @@ class ModernEra:
         definition = self.server.tool_definition(name) if isinstance(name, str) else None
         if definition is None:
             return
-        cached = self._header_cache.get(name)  # type: ignore[arg-type]
-        if cached is None or cached[0] != id(definition):
-            cached = (id(definition), _header_params(definition.get("inputSchema")))
-            self._header_cache[name] = cached  # type: ignore[index]
+        assert isinstance(name, str)
+        # The annotations are read once per tool (again if it is registered anew).
+        cached = self._header_cache.get(name)
+        if cached is None or cached[0] is not definition:
+            cached = (definition, _header_params(definition.get("inputSchema")))
+            self._header_cache[name] = cached
         arguments = params.get("arguments") or {}
         for path, header in cached[1]:
             value = _lookup(arguments, path)
@@ -360,7 +362,7 @@ class ModernEra:
     ) -> None:
         method = message.method or ""
         request_id = message.request_id
-        params = dict(message.params or {})
+        params = message.params or {}
         call = trio.CancelScope()
         outlet = _ModernOutlet(response, accepts_sse=self._accepts_sse(headers))
         self._calls.add(call)
