@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -65,6 +65,18 @@ class Controller:
     def release(self, key: str) -> None:
         self.gates[key].set()
 
+    @contextmanager
+    def track(self, key: str) -> Iterator[None]:
+        """Record that a handler for ``key`` started, was cancelled, and finished."""
+        self.started[key].set()
+        try:
+            yield
+        except trio.Cancelled:
+            self.cancelled[key].set()
+            raise
+        finally:
+            self.finished[key].set()
+
 
 def build_server(ctl: Controller, name: str = "lifecycle-test") -> McpServer:
     server = McpServer(name, "1.0.0")
@@ -77,8 +89,7 @@ def build_server(ctl: Controller, name: str = "lifecycle-test") -> McpServer:
     @server.tool()
     async def scripted(ctx: Context, key: str) -> str:
         """Run the commands the test sends for `key`: notify, progress, close, return."""
-        ctl.started[key].set()
-        try:
+        with ctl.track(key):
             async for command in ctl.commands(key):
                 verb = command[0]
                 if verb == "notify":
@@ -88,24 +99,13 @@ def build_server(ctl: Controller, name: str = "lifecycle-test") -> McpServer:
                 elif verb == "return":
                     return str(command[1])
             return "channel closed"
-        except trio.Cancelled:
-            ctl.cancelled[key].set()
-            raise
-        finally:
-            ctl.finished[key].set()
 
     @server.tool()
     async def hold(key: str) -> str:
         """Wait until the test releases `key`."""
-        ctl.started[key].set()
-        try:
+        with ctl.track(key):
             await ctl.gates[key].wait()
             return f"released {key}"
-        except trio.Cancelled:
-            ctl.cancelled[key].set()
-            raise
-        finally:
-            ctl.finished[key].set()
 
     @server.tool()
     async def progress(ctx: Context, steps: int = 3) -> str:

@@ -41,15 +41,9 @@ def build(ctl: Controller) -> McpServer:
     @server.tool(task_support="optional")
     async def hold(ctx: Context, key: str) -> str:
         """Wait until the test releases `key`."""
-        ctl.started[key].set()
-        try:
+        with ctl.track(key):
             await ctl.gates[key].wait()
             return f"released {key} in task {ctx.task_id}"
-        except trio.Cancelled:
-            ctl.cancelled[key].set()
-            raise
-        finally:
-            ctl.finished[key].set()
 
     @server.tool(task_support="required")
     async def needs_task(key: str) -> str:
