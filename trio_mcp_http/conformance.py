@@ -44,16 +44,14 @@ WAV_BASE64 = "UklGRiYAAABXQVZFZm10IBAAAAABAAEAQB8AAAB9AAACABAAZGF0YQIAAAA="
 
 server = McpServer("trio-mcp-http-conformance", "0.1.0", title="trio_mcp_http conformance server")
 
-_NAME_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {"name": {"type": "string"}},
-    "required": ["name"],
-}
-_CONFIRM_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {"ok": {"type": "boolean"}},
-    "required": ["ok"],
-}
+
+def _one_field(name: str, kind: str = "string") -> dict[str, Any]:
+    """An elicitation schema asking for one required field."""
+    return {"type": "object", "properties": {name: {"type": kind}}, "required": [name]}
+
+
+_NAME_SCHEMA = _one_field("name")
+_CONFIRM_SCHEMA = _one_field("ok", "boolean")
 
 
 def _text(message: dict[str, Any]) -> str:
@@ -454,7 +452,7 @@ async def test_input_required_result_multi_round(ctx: Context) -> str:
     first = await ctx.elicit("Step 1: What is your name?", _NAME_SCHEMA, key="step1")
     second = await ctx.elicit(
         "Step 2: What is your favorite color?",
-        {"type": "object", "properties": {"color": {"type": "string"}}, "required": ["color"]},
+        _one_field("color"),
         key="step2",
     )
     return f"Multi-round complete for {_field(first, 'name', 'friend')} who likes {_field(second, 'color')}"
@@ -474,7 +472,7 @@ async def test_input_required_result_capabilities(ctx: Context) -> str:
     if "elicitation" in ctx.client_capabilities:
         requests["elicit_input"] = InputRequest.elicitation(
             "Elicitation input",
-            {"type": "object", "properties": {"value": {"type": "string"}}, "required": ["value"]},
+            _one_field("value"),
         )
     if "sampling" in ctx.client_capabilities:
         requests["sample_input"] = InputRequest.sampling(
@@ -644,7 +642,7 @@ async def test_input_required_result_prompt(ctx: Context) -> str:
     """MRTR: prompt that requires elicitation input"""
     answer = await ctx.elicit(
         "What context should the prompt use?",
-        {"type": "object", "properties": {"context": {"type": "string"}}, "required": ["context"]},
+        _one_field("context"),
         key="user_context",
     )
     return f"Prompt with context: {_field(answer, 'context')}"
