@@ -414,3 +414,57 @@ def test_event_store_bounds_must_be_positive() -> None:
         InMemoryEventStore(max_events_per_stream=0)
     with pytest.raises(ValueError, match="positive"):
         InMemoryEventStore(max_streams=0)
+
+
+def test_host_policy_requires_a_host_when_protection_is_on() -> None:
+    # HTTP/1.0 may omit Host; that must not skip the DNS-rebinding check.
+    policy = HostPolicy.for_bind("127.0.0.1")
+    assert _status(policy, None, None) == 421
+    assert _status(policy, "", None) == 421
+    assert _status(policy, "localhost:80:80", None) == 421
+    assert _status(policy, "user@localhost", None) == 421
+    assert _status(HostPolicy.for_bind("0.0.0.0"), None, None) == 200
+
+
+def test_host_policy_origin_must_match_scheme_host_and_port() -> None:
+    policy = HostPolicy.for_bind("0.0.0.0", enabled=True, allowed_hosts=["mcp.example.com"])
+    # Same origin as the Host the request names, ports defaulting by scheme.
+    assert _status(policy, "mcp.example.com", "https://mcp.example.com") == 200
+    assert _status(policy, "mcp.example.com", "http://mcp.example.com") == 200
+    assert _status(policy, "mcp.example.com:8443", "https://mcp.example.com:8443") == 200
+    # An allowed Host name does not admit every origin on that name.
+    for origin in ("http://mcp.example.com:666", "https://mcp.example.com:8443", "ftp://mcp.example.com"):
+        assert _status(policy, "mcp.example.com", origin) == 403, origin
+
+
+def test_host_policy_refuses_malformed_origins_with_403() -> None:
+    policy = HostPolicy.for_bind("127.0.0.1")
+    for origin in (
+        "http://[::1",
+        "http://[abc]",
+        "http://[::1]:99999",
+        "http://",
+        "http:///",
+        "http://a b",
+        "",
+    ):
+        assert _status(policy, "127.0.0.1:8000", origin) == 403, origin
+    off = HostPolicy.for_bind("0.0.0.0")
+    for host in ("[::1", "a b", "x:y:z"):
+        assert _status(off, host, "http://[::1") == 403, host
+
+
+def test_host_policy_settings_are_validated() -> None:
+    with pytest.raises(ValueError, match="not an origin"):
+        HostPolicy(allowed_origins=frozenset({"mcp.example.com"}))
+    with pytest.raises(ValueError, match="not a host name"):
+        HostPolicy(allowed_hosts=frozenset({"http://mcp.example.com"}))
+    policy = HostPolicy(allowed_origins=frozenset({"HTTPS://App.Example.com:443/"}))
+    assert policy.allowed_origins == frozenset({"https://app.example.com:443"})
+
+
+@pytest.mark.parametrize(
+    "event_id", ["\xb2/1", "1/\xb2", "1/" + "9" * 5000, "9" * 4301 + "/1", "\u0661/\u0661", "-1/2", "1/2/3"]
+)
+def test_unusable_event_ids_are_unknown(event_id: str) -> None:
+    assert parse_event_id(event_id) is None

@@ -6,6 +6,7 @@ replay that session's events.  Event ids name their stream: ``"<stream>/<seq>"``
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from typing import Protocol
 
@@ -16,12 +17,18 @@ def format_event_id(stream: int, seq: int) -> str:
     return f"{stream}/{seq}"
 
 
+# ASCII digits only (``str.isdigit`` also admits "²" and other digits ``int`` refuses),
+# and no more of them than a 64-bit counter has: a resume point we never issued is
+# unknown, not a reason to convert a 5,000-digit number.
+_EVENT_ID = re.compile(r"([0-9]{1,19})/([0-9]{1,19})\Z")
+
+
 def parse_event_id(event_id: str) -> tuple[int, int] | None:
     """Split an event id into (stream, seq); ``None`` if it is not one of ours."""
-    stream, sep, seq = event_id.partition("/")
-    if not sep or not stream.isdigit() or not seq.isdigit():
+    match = _EVENT_ID.match(event_id)
+    if match is None:
         return None
-    return int(stream), int(seq)
+    return int(match.group(1)), int(match.group(2))
 
 
 class EventStore(Protocol):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from dataclasses import dataclass
 
 from ._errors import INVALID_REQUEST, ProtocolError
 
@@ -18,7 +18,44 @@ __all__ = [
     "new_session_id",
 ]
 
-_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
+_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
+#: Browser origins of pages served from this machine, admitted on loopback binds.
+_LOOPBACK_ORIGINS = frozenset(
+    f"{scheme}://{name}:*" for scheme in ("http", "https") for name in _LOOPBACK_NAMES
+)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+# RFC 3986 §3.2.2 host (a bracketed IPv6 literal or a reg-name / IPv4 address) and an
+# optional port.  Anything else in a Host header or an Origin cannot name this server.
+_AUTHORITY = re.compile(r"(\[[0-9a-f:.]+\]|[a-z0-9\-._~%!$&'()*+,;=]+)(?::([0-9]{1,5}))?\Z")
+_ORIGIN = re.compile(r"(https?)://(.+)\Z")
+
+
+def _authority(value: str) -> tuple[str, int | None] | None:
+    """``(host, port)`` of a Host header value or an origin's authority, lower-cased;
+    ``None`` when it is not a well-formed authority (no userinfo, no path)."""
+    match = _AUTHORITY.match(value.strip().lower())
+    if match is None:
+        return None
+    port = match.group(2)
+    if port is not None and int(port) > 65535:
+        return None
+    return match.group(1), None if port is None else int(port)
+
+
+def _origin(value: str) -> tuple[str, str, int] | None:
+    """``(scheme, host, port)`` of an ``Origin`` (RFC 6454 §7), the port made explicit;
+    ``None`` for ``null`` and anything malformed."""
+    text = value.strip().lower()
+    match = _ORIGIN.match(text[:-1] if text.endswith("/") else text)
+    if match is None:
+        return None
+    scheme = match.group(1)
+    authority = _authority(match.group(2))
+    if authority is None:
+        return None
+    host, port = authority
+    return scheme, host, _DEFAULT_PORTS[scheme] if port is None else port
 
 
 class RequestHeaders:
@@ -79,33 +116,62 @@ def is_valid_session_id(value: str) -> bool:
     return bool(value) and all(0x21 <= ord(ch) <= 0x7E for ch in value)
 
 
-def _host_name(host: str) -> str:
-    """Drop the port from a Host header value or a URL authority."""
-    host = host.strip().lower()
-    if host.startswith("["):
-        end = host.find("]")
-        return host[: end + 1] if end != -1 else host
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+def _host_name(entry: str) -> str:
+    """The host name of an ``allowed_hosts`` entry (a port, if given, is dropped)."""
+    text = entry.strip().lower()
+    if ":" in text and not text.startswith("["):
+        # A bare IPv6 address (as a bind address is written): bracket it, as in a Host.
+        text = f"[{text}]" if text.count(":") > 1 else text
+    authority = _authority(text)
+    if authority is None:
+        raise ValueError(f"not a host name: {entry!r}")
+    return authority[0]
+
+
+def _origin_pattern(entry: str) -> str:
+    """Normalize an ``allowed_origins`` entry: ``scheme://host:port`` (the port made
+    explicit) or ``scheme://host:*`` (any port)."""
+    text = entry.strip().lower().rstrip("/")
+    if text.endswith(":*"):
+        parsed = _origin(text[:-2])
+        if parsed is not None and not text[:-2].rsplit("]", 1)[-1].count(":") > 1:
+            return f"{parsed[0]}://{parsed[1]}:*"
+    else:
+        parsed = _origin(text)
+        if parsed is not None:
+            return f"{parsed[0]}://{parsed[1]}:{parsed[2]}"
+    raise ValueError(f"not an origin (scheme://host[:port] or scheme://host:*): {entry!r}")
 
 
 @dataclass(frozen=True)
 class HostPolicy:
-    """DNS-rebinding protection (T-04, T-05, T-08).
+    """Which ``Host`` and ``Origin`` headers a request may carry (DNS-rebinding
+    protection, 2025-11-25 transports §security warning; T-04, T-05, T-08).
 
-    With ``enabled`` set, a request whose ``Host`` is not in ``allowed_hosts`` is answered
-    421, and one whose ``Origin`` is present and not in ``allowed_origins`` is answered
-    403.  Hosts are matched by name with any port; ``allowed_origins`` entries are
-    origins (``scheme://host[:port]``) or ``scheme://host:*``.  When protection is off,
-    an ``Origin`` is still checked against the request's own ``Host`` (same-origin),
-    because the spec asks every server to validate it (T-04).
+    With ``enabled`` set, a request must carry a ``Host`` header naming one of
+    ``allowed_hosts`` (any port), else it is answered 421.  Whether or not protection is
+    enabled, an ``Origin`` header, when present, must be the request's own origin (the
+    same host and port as ``Host``, the port defaulting by the origin's scheme) or match
+    ``allowed_origins``, else the request is answered 403; ``null`` and malformed
+    origins are refused.  ``allowed_origins`` entries are origins
+    (``scheme://host[:port]``) or ``scheme://host:*`` for any port.
 
-    To serve behind a reverse proxy on a public name, add that name to
-    ``allowed_hosts`` and its origin to ``allowed_origins``.
+    Proxies: ``X-Forwarded-Host`` and ``Forwarded`` are ignored; the ``Host`` the
+    proxy sends is the one checked.  Behind a reverse proxy on a public name, either
+    have the proxy pass the client's ``Host`` through and list that name in
+    ``allowed_hosts``, or list the name the proxy sends.
     """
 
     enabled: bool = True
-    allowed_hosts: frozenset[str] = field(default_factory=lambda: _LOOPBACK_NAMES)
-    allowed_origins: frozenset[str] = frozenset()
+    allowed_hosts: frozenset[str] = _LOOPBACK_NAMES
+    allowed_origins: frozenset[str] = _LOOPBACK_ORIGINS
+
+    def __post_init__(self) -> None:
+        # Normalized once, so that a typo is an error here rather than a silent 421.
+        object.__setattr__(self, "allowed_hosts", frozenset(_host_name(h) for h in self.allowed_hosts))
+        object.__setattr__(
+            self, "allowed_origins", frozenset(_origin_pattern(o) for o in self.allowed_origins)
+        )
 
     @classmethod
     def for_bind(
@@ -116,38 +182,55 @@ class HostPolicy:
         allowed_hosts: Sequence[str] = (),
         allowed_origins: Sequence[str] = (),
     ) -> HostPolicy:
-        """The default policy for a listening address: on for loopback binds."""
+        """The policy for a listening address: protection on for loopback binds (where
+        only this machine's pages and tools are expected), off otherwise."""
+        name = _host_name(host)
+        loopback = name in _LOOPBACK_NAMES or name.startswith("127.")
         if enabled is None:
-            enabled = _host_name(host) in _LOOPBACK_NAMES or host.startswith("127.")
-        hosts = set(_LOOPBACK_NAMES) | {_host_name(h) for h in allowed_hosts}
-        if host.startswith("127."):
+            enabled = loopback
+        hosts = set(_LOOPBACK_NAMES) | set(allowed_hosts)
+        origins = set(allowed_origins)
+        if loopback:
             # Any 127/8 address is loopback; the address we listen on is a valid Host.
-            hosts.add(host)
-        return cls(
-            enabled=enabled,
-            allowed_hosts=frozenset(hosts),
-            allowed_origins=frozenset(o.lower().rstrip("/") for o in allowed_origins),
-        )
+            hosts.add(name)
+            origins |= _LOOPBACK_ORIGINS
+            origins |= {f"{scheme}://{name}:*" for scheme in ("http", "https")}
+        return cls(enabled=enabled, allowed_hosts=frozenset(hosts), allowed_origins=frozenset(origins))
 
     def check(self, host: str | None, origin: str | None) -> None:
         """Raise :class:`ProtocolError` (421 or 403) when the request must be refused."""
-        if self.enabled and host is not None and _host_name(host) not in self.allowed_hosts:
-            raise ProtocolError(421, INVALID_REQUEST, "Misdirected Request: invalid Host header")
-        if origin is None:
-            return
-        if not self._origin_allowed(origin, host):
-            raise ProtocolError(403, INVALID_REQUEST, "Forbidden: invalid Origin header")
-
-    def _origin_allowed(self, origin: str, host: str | None) -> bool:
-        normalized = origin.strip().lower().rstrip("/")
-        if normalized in self.allowed_origins:
-            return True
-        parts = urlsplit(normalized)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            return False
-        if f"{parts.scheme}://{_host_name(parts.netloc)}:*" in self.allowed_origins:
-            return True
+        authority = None if host is None else _authority(host)
         if self.enabled:
-            return _host_name(parts.netloc) in self.allowed_hosts
-        # Protection off: accept the request's own origin only.
-        return host is not None and parts.netloc == host.strip().lower()
+            if authority is None:
+                raise ProtocolError(
+                    421, INVALID_REQUEST, "Misdirected Request: a valid Host header is required"
+                )
+            if authority[0] not in self.allowed_hosts:
+                raise ProtocolError(
+                    421,
+                    INVALID_REQUEST,
+                    f"Misdirected Request: Host {authority[0]!r} is not allowed; admit it with the "
+                    "allowed_hosts setting (--allowed-host)",
+                )
+        if origin is not None and not self._origin_allowed(origin, authority):
+            raise ProtocolError(
+                403,
+                INVALID_REQUEST,
+                "Forbidden: Origin is not this server's and not allowed; admit it with the "
+                "allowed_origins setting (--allowed-origin)",
+            )
+
+    def _origin_allowed(self, origin: str, authority: tuple[str, int | None] | None) -> bool:
+        parsed = _origin(origin)
+        if parsed is None:
+            return False
+        scheme, name, port = parsed
+        if (
+            f"{scheme}://{name}:{port}" in self.allowed_origins
+            or f"{scheme}://{name}:*" in self.allowed_origins
+        ):
+            return True
+        if authority is None:
+            return False
+        host_name, host_port = authority
+        return name == host_name and port == (_DEFAULT_PORTS[scheme] if host_port is None else host_port)
