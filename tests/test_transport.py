@@ -160,6 +160,72 @@ async def test_ids_1_and_string_1_are_separate_requests(mcp_server: McpServer, c
             assert "error" in results["1"].json()
 
 
+async def test_ids_compare_by_json_type_in_cancellation(mcp_server: McpServer, ctl: Controller) -> None:
+    """``true`` and ``1.0`` are not the id ``1``; a second request in flight under an id
+    already in use is refused on its own, leaving the first untouched."""
+    with trio.fail_after(TIMEOUT):
+        async with serving(mcp_server, json_response=True) as (handle, client):
+            session = await client.open_session()
+            results: list[httpx.Response] = []
+
+            async def call() -> None:
+                results.append(await client.post(call_tool(1, "hold", key="one"), session))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(call)
+                await ctl.started["one"].wait()
+                for wrong in (True, 1.0, "1", [1]):
+                    cancel = await client.post(
+                        notification("notifications/cancelled", {"requestId": wrong}), session
+                    )
+                    assert cancel.status_code == 202
+                twin = await client.post(call_tool(1, "echo", text="twin"), session)
+                assert twin.json()["error"]["code"] == -32600
+                assert "already in use" in twin.json()["error"]["message"]
+                assert not ctl.cancelled["one"].is_set()
+                assert handle.statistics()["requests_in_flight"] == 1
+                ctl.release("one")
+            assert results[0].json()["result"]["content"][0]["text"] == "released one"
+
+
+@pytest.mark.parametrize("json_response", [False, True])
+async def test_delete_during_a_call_still_answers_it(
+    mcp_server: McpServer, ctl: Controller, json_response: bool
+) -> None:
+    """DELETE while a tool runs: its request still gets exactly one JSON-RPC answer (an
+    error saying the session ended), then its stream ends cleanly."""
+    with trio.fail_after(TIMEOUT):
+        async with serving(mcp_server, json_response=json_response) as (handle, client):
+            session = await client.open_session()
+            if json_response:
+                async with trio.open_nursery() as nursery:
+                    answer: list[httpx.Response] = []
+
+                    async def call() -> None:
+                        answer.append(await client.post(call_tool(5, "hold", key="d"), session))
+
+                    nursery.start_soon(call)
+                    await ctl.started["d"].wait()
+                    assert (await client.delete(session)).status_code == 204
+                messages = [answer[0].json()]
+            else:
+                async with client.stream("POST", call_tool(5, "scripted", key="d"), session) as reader:
+                    await ctl.started["d"].wait()
+                    ctl.send("d", "notify", "working")
+                    await reader.next_message()
+                    assert (await client.delete(session)).status_code == 204
+                    messages = messages_of(await reader.read_to_end())
+                    assert reader.eof
+            assert len(messages) == 1
+            assert messages[0]["id"] == 5
+            assert messages[0]["error"]["code"] == -32603
+            assert "session terminated" in messages[0]["error"]["message"]
+            await ctl.cancelled["d"].wait()
+            assert handle.statistics()["requests_in_flight"] == 0
+            gone = await client.post(request(6, "ping"), session)
+            assert gone.status_code == 404
+
+
 # -- header rules on the wire ------------------------------------------------------------
 
 
@@ -373,7 +439,9 @@ async def test_body_limit_answers_413(mcp_server: McpServer) -> None:
 # -- GET streams -----------------------------------------------------------------------
 
 
-async def test_one_standalone_get_stream_per_session(mcp_server: McpServer) -> None:
+async def test_a_new_get_takes_over_the_standalone_stream(mcp_server: McpServer) -> None:
+    """One connection carries the GET stream at a time and the newest wins, with or
+    without Last-Event-ID; the one it replaces ends cleanly with a retry hint."""
     with trio.fail_after(TIMEOUT):
         async with serving(mcp_server) as (handle, client):
             session = await client.open_session()
@@ -381,21 +449,25 @@ async def test_one_standalone_get_stream_per_session(mcp_server: McpServer) -> N
             async with client.stream("GET", session=session) as first:
                 assert first.status == 200
                 assert first.headers["content-type"] == "text/event-stream"
-                await first.next_event()  # priming: the stream is attached
-                second = await client.http.get(
-                    client.url, headers={"accept": "text/event-stream", "mcp-session-id": session}
-                )
-                assert second.status_code == 409
-                # Another session has its own slot.
-                async with client.stream("GET", session=other) as elsewhere:
-                    assert elsewhere.status == 200
-                    await elsewhere.next_event()
-                    assert handle.statistics()["open_streams"] == 2
-            # Once the client has gone and the server noticed, the slot is free again.
+                primed = await first.next_event()  # priming: the stream is attached
+                async with client.stream("GET", session=session) as second:
+                    assert second.status == 200
+                    await second.next_event()
+                    ended = await first.read_to_end()
+                    assert first.eof  # a clean end of the chunked body
+                    assert any(block.retry is not None for block in ended)
+                    # Resuming with Last-Event-ID follows the same rule.
+                    resume = {"last-event-id": primed.id or ""}
+                    async with client.stream("GET", session=session, **resume) as third:
+                        assert third.status == 200
+                        await second.read_to_end()
+                        assert second.eof
+                        # Another session has its own stream.
+                        async with client.stream("GET", session=other) as elsewhere:
+                            assert elsewhere.status == 200
+                            await elsewhere.next_event()
+                            assert handle.statistics()["open_streams"] == 2
             await _wait_streams(handle, 0)
-            async with client.stream("GET", session=session) as again:
-                assert again.status == 200
-                await again.next_event()
 
 
 async def _wait_streams(handle: Any, count: int) -> None:

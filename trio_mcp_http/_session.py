@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from . import _jsonrpc
 from ._context import Context, InputRequest, level_rank
-from ._errors import INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, McpError
+from ._errors import INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, McpError
 from ._stream import JsonSlot, SseStream
 from ._versions import at_least
 
@@ -37,6 +38,9 @@ __all__ = ["Session"]
 logger = logging.getLogger("trio_mcp_http")
 
 Outbox = SseStream | JsonSlot
+
+#: Resource subscriptions one session may hold (its memory stays bounded).
+MAX_SUBSCRIPTIONS = 1024
 
 
 class _Running:
@@ -92,6 +96,8 @@ class Session:
         self._scope: trio.CancelScope | None = None
         self._store: EventStore | None = None
         self._streams: dict[int, SseStream] = {}
+        #: Numbers of finished POST streams still kept for resumption, oldest first.
+        self._finished: deque[int] = deque()
         self._next_stream = 1
         self._in_flight: dict[int | str, _Running] = {}
         self._pending: dict[int, _Pending] = {}
@@ -132,8 +138,11 @@ class Session:
         self.app._forget(self)
         for running in self._in_flight.values():
             running.cancel("session terminated")
-        for stream in self._streams.values():
-            stream.finish()
+        for stream in list(self._streams.values()):
+            # A stream that still owes responses ends after the last one, which each
+            # cancelled handler publishes as it unwinds: every request gets its answer.
+            if stream.outstanding <= 0:
+                stream.finish()
         for pending in self._pending.values():
             pending.error = {"code": INTERNAL_ERROR, "message": "Session terminated"}
             pending.done.set()
@@ -198,6 +207,19 @@ class Session:
             self._streams[0] = stream
         return stream
 
+    def _retire(self, stream: SseStream) -> None:
+        """A POST stream has ended: keep it resumable while it is among the session's
+        ``replayable_streams`` most recent finished ones, then forget it and its events,
+        so a session's memory is bounded by what it holds open, whatever its age."""
+        if self._streams.get(stream.number) is not stream:
+            return
+        self._finished.append(stream.number)
+        while len(self._finished) > self.app.config.replayable_streams:
+            number = self._finished.popleft()
+            del self._streams[number]
+            if self._store is not None:
+                self._store.forget(number)
+
     def prime(self, stream: SseStream) -> None:
         """T-53: a priming event, for clients that expect one (older ones choke on
         empty data)."""
@@ -233,6 +255,12 @@ class Session:
     def start(self, request: Envelope, outbox: Outbox) -> None:
         """Run ``request`` in the session's nursery, answering on ``outbox``."""
         assert self._nursery is not None
+        if request.request_id in self._in_flight:
+            # Answers are matched to requests by id alone; a second request in flight
+            # under the same id would make both ambiguous (and cancellable by mistake).
+            refused = f"Invalid Request: id {request.request_id!r} is already in use by a request in flight"
+            outbox.publish_final(_jsonrpc.encode_error(request.request_id, INVALID_REQUEST, refused))
+            return
         running = _Running()
         self._in_flight[request.request_id] = running
         self._busy_change(+1)
@@ -253,6 +281,8 @@ class Session:
             if message is None:
                 message = self._cancelled_answer(request, running, outbox)
             outbox.publish_final(message)
+            if isinstance(outbox, SseStream) and outbox.finished:
+                self._retire(outbox)
 
     async def _answer(self, request: Envelope, ctx: Context) -> bytes:
         """Run one request's handler; returns the encoded response."""
@@ -301,6 +331,10 @@ class Session:
         if not isinstance(uri, str):
             raise McpError(INVALID_PARAMS, '"uri" must be a string')
         if subscribe:
+            if uri not in self.subscriptions and len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
+                raise McpError(
+                    INVALID_PARAMS, f"too many subscriptions: at most {MAX_SUBSCRIPTIONS} per session"
+                )
             self.subscriptions.add(uri)
         else:
             self.subscriptions.discard(uri)
@@ -317,7 +351,8 @@ class Session:
         return _jsonrpc.encode_error(request.request_id, INTERNAL_ERROR, reason)
 
     def cancel_request(self, request_id: Any, reason: str) -> None:
-        running = self._in_flight.get(request_id) if isinstance(request_id, (int, str)) else None
+        # Ids compare by JSON type: ``true`` is not ``1``, nor ``1.0`` (JSON-RPC 2.0 §4).
+        running = self._in_flight.get(request_id) if type(request_id) in (int, str) else None
         if running is not None:
             running.cancel(reason)
 
@@ -378,7 +413,7 @@ class Session:
 
     def deliver_response(self, response: Envelope) -> None:
         """A POSTed JSON-RPC response to one of our requests (unknown ids are ignored)."""
-        pending = self._pending.get(response.id) if isinstance(response.id, int) else None
+        pending = self._pending.get(response.id) if type(response.id) is int else None
         if pending is None or pending.done.is_set():
             return
         if response.error is not None:

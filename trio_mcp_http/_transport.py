@@ -75,6 +75,9 @@ class TransportConfig:
     stream_buffer_size: int = 256
     #: Seconds between ``:`` keep-alive comments on an idle stream (``None``: off).
     keepalive_interval: float | None = 15.0
+    #: Finished POST streams of one session that stay resumable with ``Last-Event-ID``;
+    #: older ones are forgotten with their events.
+    replayable_streams: int = 32
     #: Creates each session's event store; ``None`` disables resumability.
     event_store_factory: Callable[[], EventStore] | None = InMemoryEventStore
     #: The ``retry:`` hint (ms) sent before the server closes a resumable stream.
@@ -623,13 +626,11 @@ class McpHttpApp:
         if last_event_id is not None:
             attachment = self._resume(session, last_event_id.strip())
         else:
+            # One connection carries a stream at a time, and the newest wins, with or
+            # without Last-Event-ID: a client reconnecting after a drop the server has
+            # not noticed yet must not be locked out.  The replaced connection ends
+            # cleanly with a retry hint.
             stream = session.standalone()
-            if stream.attached:
-                # T-45: one standalone stream per session; a dead one is noticed by
-                # its disconnect watcher and frees the slot.
-                raise ProtocolError(
-                    409, INVALID_REQUEST, "Conflict: only one GET stream is allowed per session"
-                )
             attachment = stream.attach()
             session.prime(stream)
         session.touch()
