@@ -21,7 +21,15 @@ import trio
 from . import _jsonrpc
 from ._errors import INTERNAL_ERROR, INVALID_REQUEST, ProtocolError
 
-__all__ = ["JSON_HEADERS", "SSE_HEADERS", "ClientGone", "GuardedResponse", "read_body", "watch_disconnect"]
+__all__ = [
+    "JSON_HEADERS",
+    "SSE_HEADERS",
+    "ClientGone",
+    "GuardedResponse",
+    "discard_body",
+    "read_body",
+    "watch_disconnect",
+]
 
 logger = logging.getLogger("trio_mcp_http")
 
@@ -54,7 +62,7 @@ class _State(enum.Enum):
 class GuardedResponse:
     """Wraps the ASGI ``send`` of one HTTP request; see the module docstring."""
 
-    __slots__ = ("_send", "_state", "client_gone", "final_send_timeout")
+    __slots__ = ("_send", "_state", "body_read", "client_gone", "final_send_timeout")
 
     def __init__(self, send: Send, final_send_timeout: float = 1.0) -> None:
         self._send = send
@@ -62,6 +70,8 @@ class GuardedResponse:
         self.final_send_timeout = final_send_timeout
         self._state = _State.NOT_STARTED
         self.client_gone = False
+        #: The request body has been read to its end (see :func:`discard_body`).
+        self.body_read = False
 
     @property
     def started(self) -> bool:
@@ -146,29 +156,62 @@ class GuardedResponse:
             await self._final(self.respond, status, JSON_HEADERS, body)
 
 
-async def read_body(receive: Receive, limit: int, response: GuardedResponse) -> bytes:
-    """Read the request body, refusing it with 413 as soon as it exceeds ``limit``."""
+async def read_body(receive: Receive, limit: int, seconds: float, response: GuardedResponse) -> bytes:
+    """Read the request body, refusing it with 413 as soon as it exceeds ``limit`` and
+    with 408 when it has not arrived within ``seconds`` (a trickling client
+    must not hold a request open forever)."""
     chunks: list[bytes] = []
     size = 0
-    while True:
-        message = await receive()
-        kind = message["type"]
-        if kind == "http.disconnect":
-            response.client_gone = True
-            raise ClientGone
-        if kind != "http.request":
-            continue
-        body = message.get("body", b"")
-        if body:
-            size += len(body)
-            if size > limit:
-                raise ProtocolError(
-                    413, INVALID_REQUEST, f"Payload Too Large: the body exceeds {limit} bytes"
-                )
-            chunks.append(body)
-        if not message.get("more_body", False):
-            break
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    with trio.move_on_after(seconds):
+        while True:
+            message = await receive()
+            kind = message["type"]
+            if kind == "http.disconnect":
+                response.client_gone = True
+                raise ClientGone
+            if kind != "http.request":
+                continue
+            body = message.get("body", b"")
+            if body:
+                size += len(body)
+                if size > limit:
+                    raise ProtocolError(
+                        413, INVALID_REQUEST, f"Payload Too Large: the body exceeds {limit} bytes"
+                    )
+                chunks.append(body)
+            if not message.get("more_body", False):
+                response.body_read = True
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    raise ProtocolError(
+        408, INVALID_REQUEST, f"Request Timeout: the body did not arrive within {seconds:g} seconds"
+    )
+
+
+async def discard_body(receive: Receive, limit: int, seconds: float, response: GuardedResponse) -> None:
+    """Before an early answer (an error decided before the body was read), read and
+    drop the rest of the body, at most ``limit`` bytes and ``seconds``.
+
+    A client that writes its whole body before reading (Python's ``http.client``, many
+    others) then sees the answer instead of a reset connection, the connection stays
+    usable, and no request data arrives for a stream the server has already finished
+    (which HTTP/2 servers are known to mishandle).  Beyond the bounds the server
+    answers anyway and the connection is closed.
+    """
+    if response.body_read or response.client_gone:
+        return
+    size = 0
+    with trio.move_on_after(seconds):
+        while size <= limit:
+            message = await receive()
+            kind = message["type"]
+            if kind == "http.disconnect":
+                response.client_gone = True
+                return
+            if kind == "http.request":
+                size += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    response.body_read = True
+                    return
 
 
 async def watch_disconnect(

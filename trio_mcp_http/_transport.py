@@ -19,6 +19,7 @@ from ._asgi import (
     Message,
     Receive,
     Send,
+    discard_body,
     read_body,
     watch_disconnect,
 )
@@ -65,6 +66,8 @@ class TransportConfig:
     stateless: bool = False
     #: Largest accepted request body; larger ones get 413 while they are read.
     max_body_size: int = 4 * 1024 * 1024
+    #: Seconds a request body may take to arrive; a slower one gets 408.
+    body_timeout: float = 30.0
     #: A session with no request in flight and no open stream expires after this
     #: many seconds (``None``: never).  Keep-alive comments do not count as activity.
     session_idle_timeout: float | None = 30 * 60.0
@@ -294,12 +297,20 @@ class McpHttpApp:
                 pass
             except ProtocolError as exc:
                 if not response.started:
+                    if exc.status_hint != 408:  # a body too slow to read is not waited for again
+                        await self._discard_body(receive, response)
                     await response.error(exc)
             except Exception:
                 failed = True
                 logger.exception("unexpected error serving %s %s", scope.get("method"), scope.get("path"))
             finally:
                 await response.complete(failed=failed)
+
+    async def _discard_body(self, receive: Receive, response: GuardedResponse) -> None:
+        # Generous in bytes (a client sending a little more than the limit still reads
+        # its 413) and short in time (a trickler is not waited for).
+        config = self.config
+        await discard_body(receive, 4 * config.max_body_size, min(config.body_timeout, 5.0), response)
 
     async def _route(self, scope: Message, receive: Receive, response: GuardedResponse) -> None:
         if scope.get("path") != self.config.path:
@@ -314,7 +325,7 @@ class McpHttpApp:
         elif method == "GET":
             await self._get(headers, receive, response)
         elif method == "DELETE":
-            await self._delete(headers, response)
+            await self._delete(headers, receive, response)
         else:
             raise ProtocolError(
                 405,
@@ -343,7 +354,7 @@ class McpHttpApp:
             raise ProtocolError(
                 413, INVALID_REQUEST, f"Payload Too Large: the body exceeds {self.config.max_body_size} bytes"
             )
-        body = await read_body(receive, self.config.max_body_size, response)
+        body = await read_body(receive, self.config.max_body_size, self.config.body_timeout, response)
         parsed = _jsonrpc.parse_body(body)
         version_header = headers.get("mcp-protocol-version")
         if isinstance(parsed, Envelope) and self._is_modern(parsed, headers, version_header):
@@ -661,7 +672,7 @@ class McpHttpApp:
                 400, INVALID_REQUEST, f"Bad Request: unsupported MCP-Protocol-Version: {version}"
             )
 
-    async def _delete(self, headers: RequestHeaders, response: GuardedResponse) -> None:
+    async def _delete(self, headers: RequestHeaders, receive: Receive, response: GuardedResponse) -> None:
         if self.config.stateless:
             raise ProtocolError(
                 405,
@@ -672,4 +683,5 @@ class McpHttpApp:
         session = self._session_for(headers)
         self._check_version(headers)
         session.terminate()
+        await self._discard_body(receive, response)
         await response.respond(204, [])
