@@ -32,13 +32,12 @@ from trio_mcp_http._jsonrpc import Envelope, Kind, parse_body
 from trio_mcp_http._modern import _header_value, _matches
 
 FUZZ = settings(
-    max_examples=300,
+    max_examples=200,
     derandomize=True,
     database=None,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-FEW = settings(FUZZ, max_examples=120)
 
 
 def strict_json(data: bytes | str) -> Any:
@@ -546,7 +545,7 @@ class EventStoreMachine(RuleBasedStateMachine):
         assert len(store._evicted) <= store.max_streams
 
 
-EventStoreMachine.TestCase.settings = settings(FUZZ, max_examples=100, stateful_step_count=25)
+EventStoreMachine.TestCase.settings = settings(FUZZ, max_examples=60, stateful_step_count=20)
 test_event_store_state_machine = EventStoreMachine.TestCase
 
 

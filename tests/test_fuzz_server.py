@@ -823,3 +823,33 @@ async def test_fuzzed_requests_get_well_formed_answers(protocol: str, run: int, 
     if errors:
         failures.append(f"[seed {SEED}, {label}] logged errors:\n    " + "\n    ".join(errors[:10]))
     assert not failures, f"{len(failures)} distinct problems:\n" + "\n".join(failures)
+
+
+@pytest.mark.parametrize("meta", ["x", 5, True, [1], 2**80])
+async def test_a_non_object_meta_is_answered_and_the_server_keeps_serving(meta: Any, logs: LogWatch) -> None:
+    """Found by the fuzzer: a session-era request whose ``params._meta`` is not an object.
+    It gets an answer (a result, or an error naming its id) and nothing else happens."""
+    failures: list[str] = []
+    try:
+        with trio.fail_after(20):
+            async with (
+                open_mcp_server(fuzz_server(), host="127.0.0.1", port=0) as handle,
+                httpx.AsyncClient(timeout=REQUEST_TIMEOUT) as http,
+            ):
+                session = await open_session(http, handle.url, "2025-11-25")
+                headers = {
+                    "accept": "application/json, text/event-stream",
+                    "content-type": "application/json",
+                    "mcp-session-id": session,
+                    "mcp-protocol-version": "2025-11-25",
+                }
+                body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": meta}}
+                response = await http.post(handle.url, json=body, headers=headers)
+                messages = [strict_json(b.data) for b in SseParser().feed(response.content) if b.data]
+                if response.status_code != 200 or not messages or messages[-1].get("id") != 1:
+                    failures.append(f"answer {response.status_code}: {response.text[:200]!r}")
+                await still_serves(http, handle.url)
+    except Exception as crash:
+        failures.append(f"the server stopped: {crash!r}")
+    failures += logs.errors()
+    assert not failures, failures
