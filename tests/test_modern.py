@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import trio
+import trio.testing
 from helpers import Controller, SseParser, call_tool, messages_of, response_messages, serving
 
 from trio_mcp_http import Context, McpServer
@@ -350,3 +351,57 @@ async def test_drain_cancels_a_running_stateless_call_with_an_error(
         assert error["code"] == -32603
         assert "shutting down" in error["message"]
         assert ctl.cancelled["d1"].is_set()
+
+
+async def test_a_slow_stateless_reader_never_blocks_its_handler(
+    mcp_server: McpServer, mock_clock: trio.testing.MockClock
+) -> None:
+    """Notifications of a 2026-07-28 request go through the same bounded channel as
+    every stream: a reader that stops reading never blocks the handler; once it falls a
+    whole buffer behind, its stream ends and (this era cannot resume) the call with it.
+    A reader that keeps up gets every notification, then the result, with keep-alive
+    comments while the handler is quiet."""
+    from helpers import AsgiCall
+
+    from trio_mcp_http import McpHttpApp, TransportConfig
+
+    @mcp_server.tool()
+    async def quiet_then_done(ctx: Context) -> str:
+        await ctx.notify("notifications/message", {"level": "info", "data": "started"})
+        await trio.sleep(40)
+        return "done"
+
+    app = McpHttpApp(mcp_server, TransportConfig(stream_buffer_size=16, keepalive_interval=15.0))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(app.run)
+        body = modern_request(1, "tools/call", {"name": "chatter", "arguments": {"count": 500}})
+        stalled = AsgiCall(app, "POST", modern_headers(body), json.dumps(body).encode())
+        stalled.stall()
+        nursery.start_soon(stalled.run)
+        # Virtual time stands still: nothing can time out while everything settles.
+        await trio.testing.wait_all_tasks_blocked()
+        # The handler was cancelled, not left waiting on its reader.
+        assert app.statistics()["requests_in_flight"] == 0
+        stalled.resume()
+        status, _ = await stalled.start()
+        assert status == 200
+        frames = await stalled.read_to_end()
+        await stalled.done.wait()
+        messages = [block.message for block in frames if block.message]
+        assert 0 < len(messages) <= 17
+        assert not any("result" in m for m in messages)
+
+        mock_clock.autojump_threshold = 0
+        body = modern_request(2, "tools/call", {"name": "quiet_then_done", "arguments": {}})
+        reader = AsgiCall(app, "POST", modern_headers(body), json.dumps(body).encode())
+        nursery.start_soon(reader.run)
+        status, headers = await reader.start()
+        assert headers["content-type"] == "text/event-stream"
+        blocks = await reader.read_to_end()
+        assert [b.comment for b in blocks if b.comment is not None] == ["", ""]
+        assert blocks[-1].message is not None
+        assert blocks[-1].message["id"] == 2
+        assert blocks[-1].message["result"]["content"][0]["text"] == "done"
+        await reader.done.wait()
+        assert app.statistics() == {**app.statistics(), "requests_in_flight": 0, "http_calls_in_flight": 0}
+        nursery.cancel_scope.cancel()

@@ -50,6 +50,7 @@ from ._errors import (
 )
 from ._http import accepts
 from ._jsonrpc import Envelope, Kind
+from ._stream import pump
 from ._tasks import EXTENSION as TASKS_EXTENSION
 from ._tasks import METHODS as TASK_METHODS
 from ._versions import MODERN_VERSIONS
@@ -364,29 +365,38 @@ class ModernEra:
         request_id = message.request_id
         params = message.params or {}
         call = trio.CancelScope()
-        outlet = _ModernOutlet(response, accepts_sse=self._accepts_sse(headers))
-        self._calls.add(call)
-        self.app._handlers.enter()
+        config = self.app.config
+        outlet = _ModernOutlet(
+            response,
+            call,
+            accepts_sse=self._accepts_sse(headers),
+            buffer_size=config.stream_buffer_size,
+            keepalive_interval=config.keepalive_interval,
+        )
         answer: tuple[int, bytes] | None = None
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(watch_disconnect, receive, response, call)
+        async with trio.open_nursery() as nursery:
+            outlet.nursery = nursery
+            nursery.start_soon(watch_disconnect, receive, response, call)
+            self._calls.add(call)
+            self.app._handlers.enter()
+            try:
                 with call:
                     answer = await self._answer(method, request_id, params, meta, outlet)
-                nursery.cancel_scope.cancel()
-        finally:
-            self._calls.discard(call)
-            self.app._handlers.leave()
-        if response.client_gone:
+            finally:
+                # The handler is done; what remains is writing its answer.
+                self._calls.discard(call)
+                self.app._handlers.leave()
+            if answer is None and not outlet.too_slow:  # cancelled by the drain
+                cancelled = "Server shutting down: request cancelled"
+                answer = (200, _jsonrpc.encode_error(request_id, INTERNAL_ERROR, cancelled))
+            if outlet.streaming:
+                # The answer is the stream's last event; the writer flushes and ends.
+                await outlet.finish(None if answer is None else _sse.event(answer[1]))
+            nursery.cancel_scope.cancel()
+        if response.client_gone or response.started or answer is None:
             return  # T-75: nothing more is sent; the guard completes the response.
-        if answer is None:  # cancelled by the drain
-            cancelled = "Server shutting down: request cancelled"
-            answer = (200, _jsonrpc.encode_error(request_id, INTERNAL_ERROR, cancelled))
         status, encoded = answer
-        if response.started:
-            await response.chunk(_sse.event(encoded))
-        else:
-            await response.respond(status, JSON_HEADERS, encoded)
+        await response.respond(status, JSON_HEADERS, encoded)
 
     @staticmethod
     def _accepts_sse(headers: RequestHeaders) -> bool:
@@ -496,7 +506,7 @@ class ModernEra:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(watch_disconnect, receive, response, nursery.cancel_scope)
                 with channel:
-                    await self.app._pump(channel, response)
+                    await pump(channel, response, self.app.config.keepalive_interval)
                 # The server ended the subscription (shutdown): say so with its result.
                 final = {"resultType": "complete", "_meta": {META_SUBSCRIPTION: listen_id}}
                 await response.chunk(_sse.event(_jsonrpc.encode_result(listen_id, final)))
@@ -568,23 +578,93 @@ class ModernEra:
 
 
 class _ModernOutlet:
-    """The :class:`~trio_mcp_http._context.Outlet` of a stateless request."""
+    """The :class:`~trio_mcp_http._context.Outlet` of a stateless request.
 
-    __slots__ = ("accepts_sse", "answers", "capabilities", "response")
+    The response is JSON unless a notification comes before the result; then it turns
+    into an SSE stream written by :func:`~trio_mcp_http._stream.pump` from a bounded
+    channel, so a handler never waits on its reader.  A reader that falls a whole
+    buffer behind is too slow: as in the session era its connection is ended, and since
+    a 2026-07-28 request cannot be resumed, that ends the request (T-75).
+    """
 
-    def __init__(self, response: GuardedResponse, *, accepts_sse: bool) -> None:
+    __slots__ = (
+        "_buffer_size",
+        "_call",
+        "_done",
+        "_keepalive_interval",
+        "_send",
+        "accepts_sse",
+        "answers",
+        "capabilities",
+        "nursery",
+        "response",
+        "too_slow",
+    )
+
+    def __init__(
+        self,
+        response: GuardedResponse,
+        call: trio.CancelScope,
+        *,
+        accepts_sse: bool,
+        buffer_size: int,
+        keepalive_interval: float | None,
+    ) -> None:
         self.response = response
+        self._call = call
         self.accepts_sse = accepts_sse
+        self._buffer_size = buffer_size
+        self._keepalive_interval = keepalive_interval
         self.answers: dict[str, Any] = {}
         self.capabilities: dict[str, Any] = {}
+        #: The request's nursery, where the stream's writer runs.
+        self.nursery: trio.Nursery | None = None
+        self._send: trio.MemorySendChannel[bytes] | None = None
+        self._done = trio.Event()
+        self.too_slow = False
+
+    @property
+    def streaming(self) -> bool:
+        return self._send is not None
 
     async def notify(self, method: str, params: dict[str, Any] | None) -> None:
-        response = self.response
-        if not self.accepts_sse or response.client_gone:
+        await trio.lowlevel.checkpoint()
+        if not self.accepts_sse or self.response.client_gone or self.too_slow:
             return
-        if not response.started:
-            await response.start(200, SSE_HEADERS)
-        await response.chunk(_sse.event(_jsonrpc.encode_notification(method, params)))
+        if self._send is None:
+            assert self.nursery is not None
+            self._send, receive = trio.open_memory_channel[bytes](self._buffer_size)
+            self.nursery.start_soon(self._write, receive)
+        self._publish(_sse.event(_jsonrpc.encode_notification(method, params)))
+
+    def _publish(self, frame: bytes) -> None:
+        assert self._send is not None
+        try:
+            self._send.send_nowait(frame)
+        except trio.WouldBlock:
+            logger.info("ending a 2026-07-28 stream whose reader fell %d events behind", self._buffer_size)
+            self.too_slow = True
+            self._send.close()
+            self._call.cancel()
+        except trio.ClosedResourceError:
+            pass
+
+    async def finish(self, frame: bytes | None) -> None:
+        """End the stream with ``frame`` (the answer) and wait until it is written."""
+        assert self._send is not None
+        if frame is not None and not self.too_slow:
+            self._publish(frame)
+        self._send.close()
+        await self._done.wait()
+
+    async def _write(self, channel: trio.MemoryReceiveChannel[bytes]) -> None:
+        try:
+            with channel:
+                await self.response.start(200, SSE_HEADERS)
+                tail = await pump(channel, self.response, self._keepalive_interval, hold_last=True)
+                await self.response.finish(tail)
+        finally:
+            self._done.set()
 
     async def ask(self, requests: dict[str, InputRequest]) -> dict[str, Any]:
         missing: dict[str, InputRequest] = {}

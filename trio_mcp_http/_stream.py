@@ -15,17 +15,19 @@ never block on a slow client and memory stays bounded.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import trio
 
 from . import _sse
+from ._asgi import GuardedResponse
 from ._event_store import EventStore, format_event_id
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["Attachment", "JsonSlot", "SseStream"]
+__all__ = ["Attachment", "JsonSlot", "SseStream", "drain_nowait", "pump"]
 
 
 class Attachment:
@@ -195,3 +197,47 @@ class JsonSlot:
         self.outstanding -= 1
         if self.outstanding <= 0 and self.waiter is not None:
             self.waiter.cancel()
+
+
+def drain_nowait(channel: trio.MemoryReceiveChannel[bytes]) -> tuple[bytes, bool]:
+    """Everything queued on ``channel``, joined, and whether the channel has ended."""
+    frames: list[bytes] = []
+    while True:
+        try:
+            frames.append(channel.receive_nowait())
+        except trio.WouldBlock:
+            return b"".join(frames), False
+        except trio.EndOfChannel:
+            return b"".join(frames), True
+
+
+async def pump(
+    channel: trio.MemoryReceiveChannel[bytes],
+    response: GuardedResponse,
+    keepalive_interval: float | None,
+    *,
+    hold_last: bool = False,
+) -> bytes:
+    """The SSE writer of every stream: write the channel's frames until it ends, with a
+    ``:`` comment after every ``keepalive_interval`` seconds of silence.
+
+    With ``hold_last``, the frames read together with the end of the channel are
+    returned unwritten, so the caller can end the body with them in one message.
+    """
+    timeout = math.inf if keepalive_interval is None else keepalive_interval
+    while True:
+        frame = None
+        with trio.move_on_after(timeout):
+            try:
+                frame = await channel.receive()
+            except trio.EndOfChannel:
+                return b""
+        if frame is None:
+            await response.chunk(_sse.comment())
+            continue
+        # Write everything already queued in one chunk: fewer sends under load.
+        queued, ended = drain_nowait(channel)
+        data = frame + queued if queued else frame
+        if ended and hold_last:
+            return data
+        await response.chunk(data)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,7 +44,7 @@ from ._jsonrpc import Envelope, Kind
 from ._modern import META_VERSION, ModernEra
 from ._server import McpServer
 from ._session import Session
-from ._stream import Attachment, JsonSlot
+from ._stream import Attachment, JsonSlot, drain_nowait, pump
 from ._tasks import TaskRegistry
 from ._versions import DEFAULT_LEGACY_VERSION, LEGACY_VERSIONS, negotiate_legacy
 
@@ -104,18 +103,6 @@ class TransportConfig:
     task_ttl: float | None = 600.0
     #: The ``pollIntervalMs`` suggested to clients, in seconds.
     task_poll_interval: float = 1.0
-
-
-def _drain_nowait(channel: trio.MemoryReceiveChannel[bytes]) -> tuple[bytes, bool]:
-    """Everything queued on ``channel``, joined, and whether the channel has ended."""
-    frames: list[bytes] = []
-    while True:
-        try:
-            frames.append(channel.receive_nowait())
-        except trio.WouldBlock:
-            return b"".join(frames), False
-        except trio.EndOfChannel:
-            return b"".join(frames), True
 
 
 class McpHttpApp:
@@ -528,7 +515,7 @@ class McpHttpApp:
             # Fast path: a quick handler has usually finished while the head was being
             # sent, leaving the whole stream queued.  Then there is nothing to wait for,
             # so no disconnect watcher to spawn: write it all and end.
-            queued, ended = _drain_nowait(attachment.receive)
+            queued, ended = drain_nowait(attachment.receive)
             if ended:
                 await self._finish_stream(attachment, response, queued)
                 return
@@ -536,7 +523,9 @@ class McpHttpApp:
                 await response.chunk(queued)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(watch_disconnect, receive, response, nursery.cancel_scope)
-                tail = await self._pump(attachment.receive, response, hold_last=True)
+                tail = await pump(
+                    attachment.receive, response, self.config.keepalive_interval, hold_last=True
+                )
                 await self._finish_stream(attachment, response, tail)
                 nursery.cancel_scope.cancel()
         finally:
@@ -552,33 +541,6 @@ class McpHttpApp:
         # stream (priming event + response) one send per response fewer, ~10-15 % of its
         # server CPU (benchmarks/, docs/benchmarks.md).
         await response.finish(tail)
-
-    async def _pump(
-        self, channel: trio.MemoryReceiveChannel[bytes], response: GuardedResponse, *, hold_last: bool = False
-    ) -> bytes:
-        """Write the channel's frames until it ends.
-
-        With ``hold_last``, the frames read together with the end of the channel are
-        returned unwritten, so the caller can end the body with them in one message.
-        """
-        interval = self.config.keepalive_interval
-        timeout = math.inf if interval is None else interval
-        while True:
-            frame = None
-            with trio.move_on_after(timeout):
-                try:
-                    frame = await channel.receive()
-                except trio.EndOfChannel:
-                    return b""
-            if frame is None:
-                await response.chunk(_sse.comment())
-                continue
-            # Write everything already queued in one chunk: fewer sends under load.
-            queued, ended = _drain_nowait(channel)
-            data = frame + queued if queued else frame
-            if ended and hold_last:
-                return data
-            await response.chunk(data)
 
     # -- initialize -------------------------------------------------------------------
 
