@@ -542,7 +542,6 @@ class EventStoreMachine(RuleBasedStateMachine):
         assert held <= store.max_streams * store.max_events_per_stream
         assert len(store._streams) <= store.max_streams
         assert all(len(events) <= store.max_events_per_stream for events in store._streams.values())
-        assert len(store._evicted) <= store.max_streams
 
 
 EventStoreMachine.TestCase.settings = settings(FUZZ, max_examples=60, stateful_step_count=20)

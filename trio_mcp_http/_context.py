@@ -181,8 +181,10 @@ class Context:
         self._outlet = outlet
         self.method = method
         self.request_id = request_id
-        self.meta = meta or {}
-        self.progress_token = self.meta.get("progressToken")
+        self.meta = meta if isinstance(meta, dict) else {}
+        token = self.meta.get("progressToken")
+        # A progress token is a string or an integer (2025-11-25 basic/utilities/progress).
+        self.progress_token = token if type(token) in (int, str) else None
         self.protocol_version = protocol_version
         self.client_capabilities = client_capabilities
         self.client_info = client_info

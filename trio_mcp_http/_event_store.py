@@ -38,7 +38,11 @@ class EventStore(Protocol):
     """
 
     def append(self, stream: int, seq: int, frame: bytes) -> None:
-        """Remember the framed event ``seq`` of ``stream`` (seqs increase per stream)."""
+        """Remember the framed event ``seq`` of ``stream``.
+
+        The seqs of one stream are consecutive (1, 2, 3, ...), so a store can tell
+        a gap left by eviction from the start of a stream.
+        """
 
     def replay_after(self, stream: int, seq: int) -> list[bytes] | None:
         """The frames of ``stream`` after ``seq``, oldest first.
@@ -72,33 +76,31 @@ class InMemoryEventStore:
         # Lists, not deques: a deque costs ~0.6 KB even for the two events of a typical
         # finished POST stream, and eviction (a bounded ``del events[0]``) is rare.
         self._streams: OrderedDict[int, list[tuple[int, bytes]]] = OrderedDict()
-        self._evicted: dict[int, int] = {}  # stream -> highest evicted seq
 
     def append(self, stream: int, seq: int, frame: bytes) -> None:
         events = self._streams.get(stream)
         if events is None:
             events = self._streams[stream] = []
             while len(self._streams) > self.max_streams:
-                old, _ = self._streams.popitem(last=False)
-                self._evicted.pop(old, None)
+                self._streams.popitem(last=False)
         else:
             self._streams.move_to_end(stream)
         if len(events) >= self.max_events_per_stream:
-            dropped_seq, _ = events.pop(0)
-            self._evicted[stream] = dropped_seq
+            del events[0]
         events.append((seq, frame))
 
     def replay_after(self, stream: int, seq: int) -> list[bytes] | None:
         events = self._streams.get(stream)
-        if events is None:
+        if not events:
             return None
-        if self._evicted.get(stream, -1) > seq:
+        if events[0][0] > seq + 1:
+            # Events after ``seq`` were evicted (or the whole stream was, and it has
+            # been written again since): a replay would have a hole in it.
             return None
         return [frame for s, frame in events if s > seq]
 
     def forget(self, stream: int) -> None:
         self._streams.pop(stream, None)
-        self._evicted.pop(stream, None)
 
     def stored_events(self) -> int:
         return sum(len(events) for events in self._streams.values())

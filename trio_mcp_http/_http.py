@@ -86,7 +86,22 @@ class RequestHeaders:
 
 
 def _media_ranges(accept: str) -> list[str]:
-    return [part.split(";", 1)[0].strip().lower() for part in accept.split(",")]
+    """The media ranges of an ``Accept`` value, without those weighted ``q=0`` (which
+    RFC 9110 §12.4.2 defines as "not acceptable")."""
+    ranges = []
+    for part in accept.split(","):
+        media_range, *parameters = part.split(";")
+        refused = False
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    refused = float(value.strip()) <= 0
+                except ValueError:
+                    refused = False
+        if not refused:
+            ranges.append(media_range.strip().lower())
+    return ranges
 
 
 def accepts(accept: str | None, media_type: str) -> bool:

@@ -8,11 +8,15 @@ requests ``1`` and ``"1"`` are different (JSON-RPC 2.0 §4).
 from __future__ import annotations
 
 import enum
+import json
+import math
+import re
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, StrictInt, StrictStr, TypeAdapter, ValidationError
-from pydantic_core import to_json
+from pydantic_core import to_json as _to_json
 
 from ._errors import INVALID_REQUEST, PARSE_ERROR, ProtocolError
 
@@ -28,6 +32,15 @@ __all__ = [
 ]
 
 RequestId = StrictInt | StrictStr
+
+# RFC 8259 has no NaN or Infinity: a value a handler computes as one goes out as null
+# rather than as a body no JSON parser accepts.
+to_json = partial(_to_json, inf_nan_mode="null")
+
+# What may hide a non-JSON number in a body the fast parser accepts: the NaN and
+# Infinity tokens, or a literal beyond the double range (a 3-digit exponent, or 300+
+# digits in a row).  Rare, so only such bodies pay for the strict second look.
+_SUSPECT_NUMBER = re.compile(rb"NaN|Infinity|[eE][+-]?[0-9]{3}|[0-9]{300}")
 
 
 class Kind(enum.Enum):
@@ -111,12 +124,40 @@ def _translate(exc: ValidationError) -> ProtocolError:
     return _invalid(f"{where}: {first['msg']}")
 
 
+def _not_json(token: str) -> Any:
+    raise ValueError(token)
+
+
+def _finite(literal: str) -> float:
+    value = float(literal)
+    if value in (math.inf, -math.inf):
+        raise ValueError(literal)
+    return value
+
+
+def _reject_non_json_numbers(body: bytes) -> None:
+    try:
+        json.loads(body, parse_constant=_not_json, parse_float=_finite)
+    except RecursionError:
+        raise ProtocolError(400, PARSE_ERROR, "Parse error: body nests too deeply") from None
+    except ValueError:
+        # Not JSON at all (the parser below says so), or JSON with NaN, Infinity or a
+        # number no double holds (RFC 8259 §6).
+        raise ProtocolError(
+            400,
+            PARSE_ERROR,
+            "Parse error: body is not valid JSON (RFC 8259 has no NaN, Infinity or overflow)",
+        ) from None
+
+
 def parse_body(body: bytes) -> Envelope | list[Envelope]:
     """Parse a POST body into one envelope or a batch (list) of envelopes.
 
     Raises :class:`ProtocolError` with -32700 (not JSON, or not UTF-8) or -32600 (not a
     JSON-RPC message), both with HTTP status 400.
     """
+    if _SUSPECT_NUMBER.search(body) is not None:
+        _reject_non_json_numbers(body)
     stripped = body.lstrip()
     try:
         if stripped[:1] == b"[":

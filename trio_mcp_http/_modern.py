@@ -165,8 +165,14 @@ def _matches(header: str, value: Any) -> bool:
     if isinstance(value, bool):
         return header == ("true" if value else "false")
     if isinstance(value, (int, float)):
+        # Compared as numbers, exactly: Python compares int with float without
+        # converting (no overflow for huge ints), and int() refuses what is not one.
         try:
-            return float(header) == float(value)
+            return int(header) == value
+        except ValueError:
+            pass
+        try:
+            return float(header) == value
         except ValueError:
             return False
     return header == str(value)

@@ -123,6 +123,10 @@ class Session:
                 task_status.started()
                 self.touch()
                 await trio.sleep_forever()
+        except Exception:
+            # A fault in one session (a bug: handlers' errors are answered, not raised)
+            # ends that session, never the server and every other session with it.
+            logger.exception("session failed; terminating it")
         finally:
             self.terminate()
 
@@ -271,8 +275,7 @@ class Session:
         message: bytes | None = None
         try:
             with running.scope:
-                ctx = self._context(request, outbox)
-                message = await self._answer(request, ctx)
+                message = await self._answer(request, outbox)
         finally:
             if self._in_flight.get(request.request_id) is running:
                 del self._in_flight[request.request_id]
@@ -284,13 +287,16 @@ class Session:
             if isinstance(outbox, SseStream) and outbox.finished:
                 self._retire(outbox)
 
-    async def _answer(self, request: Envelope, ctx: Context) -> bytes:
+    async def _answer(self, request: Envelope, outbox: Outbox) -> bytes:
         """Run one request's handler; returns the encoded response."""
         request_id = request.request_id
         params = request.params or {}
         method = request.method or ""
         server = self.app.server
         try:
+            if not isinstance(params.get("_meta", {}), dict):
+                raise McpError(INVALID_PARAMS, "Invalid params: _meta must be an object")
+            ctx = self._context(request, outbox)
             if method == "initialize":
                 result = self._initialize_result()
             elif method == "logging/setLevel":
