@@ -29,7 +29,8 @@ from trio_mcp_http._errors import HEADER_MISMATCH, INVALID_REQUEST, PARSE_ERROR
 from trio_mcp_http._event_store import format_event_id, parse_event_id
 from trio_mcp_http._http import RequestHeaders, accepts, is_valid_session_id, new_session_id
 from trio_mcp_http._jsonrpc import Envelope, Kind, parse_body
-from trio_mcp_http._modern import _header_value, _matches
+from trio_mcp_http._stateless import _matches
+from trio_mcp_http._stateless import header_value as _header_value
 
 FUZZ = settings(
     max_examples=200,

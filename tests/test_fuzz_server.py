@@ -812,7 +812,7 @@ async def test_fuzzed_requests_get_well_formed_answers(protocol: str, run: int, 
                             await http.delete(handle.url, headers={"mcp-session-id": session})
                 with trio.move_on_after(REQUEST_TIMEOUT):
                     await wait_idle(app)
-                    await app._handlers.wait_idle()
+                    await app._gate.handlers.wait_idle()
                 stats = app.statistics()
                 if stats != baseline:
                     failures.append(f"[seed {SEED}, {label}] statistics {stats} != baseline {baseline}")

@@ -4,13 +4,15 @@ Both protocol eras on one endpoint: the session-based 2025-03-26 / 2025-06-18 /
 2025-11-25 revisions and the stateless 2026-07-28 revision.
 """
 
-from ._context import Context, InputRequest
+from ._config import TransportConfig
+from ._context import Context
 from ._errors import McpError, McpHttpError, ProtocolError, SessionNotFound, ToolError
 from ._event_store import EventStore, InMemoryEventStore
 from ._http import HostPolicy
+from ._input import InputRequest
 from ._serve import McpHttpServer, open_mcp_server, serve
 from ._server import McpServer
-from ._transport import McpHttpApp, TransportConfig
+from ._transport import McpHttpApp
 from ._types import (
     Annotations,
     AudioContent,

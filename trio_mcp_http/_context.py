@@ -17,103 +17,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ._errors import INVALID_PARAMS, MISSING_CLIENT_CAPABILITY, McpError, McpHttpError
+from ._input import InputRequest
+from ._levels import level_rank
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Mapping
 
-__all__ = [
-    "LOG_LEVELS",
-    "Context",
-    "InputRequest",
-    "InputRequired",
-    "Outlet",
-    "TaskControl",
-    "answer_is_valid",
-    "require_capabilities",
-]
-
-#: RFC 5424 severities, lowest first.
-LOG_LEVELS: tuple[str, ...] = (
-    "debug",
-    "info",
-    "notice",
-    "warning",
-    "error",
-    "critical",
-    "alert",
-    "emergency",
-)
-_LEVEL_RANK = {name: rank for rank, name in enumerate(LOG_LEVELS)}
+__all__ = ["Context", "InputRequired", "Outlet", "TaskControl"]
 
 
-def level_rank(level: str) -> int:
-    try:
-        return _LEVEL_RANK[level]
-    except KeyError:
-        raise McpError(INVALID_PARAMS, f"Unknown log level: {level!r}") from None
-
-
-_CAPABILITY_OF = {
-    "elicitation/create": "elicitation",
-    "sampling/createMessage": "sampling",
-    "roots/list": "roots",
-}
-
-
-def answer_is_valid(method: str, answer: Any) -> bool:
-    """Whether ``answer`` has the shape of a result of ``method`` (an input response)."""
-    if method == "elicitation/create":
-        return isinstance(answer, dict) and answer.get("action") in ("accept", "decline", "cancel")
-    if method == "sampling/createMessage":
-        return isinstance(answer, dict) and "content" in answer and "role" in answer
-    if method == "roots/list":
-        return isinstance(answer, dict) and isinstance(answer.get("roots"), list)
-    return True
-
-
-class InputRequest(dict[str, Any]):
-    """A request for input from the client: ``{"method": ..., "params": ...}``."""
-
-    @classmethod
-    def elicitation(cls, message: str, requested_schema: Mapping[str, Any], **extra: Any) -> InputRequest:
-        params = {"message": message, "requestedSchema": dict(requested_schema), **extra}
-        return cls(method="elicitation/create", params=params)
-
-    @classmethod
-    def sampling(cls, messages: list[Any], max_tokens: int, **extra: Any) -> InputRequest:
-        return cls(
-            method="sampling/createMessage",
-            params={"messages": messages, "maxTokens": max_tokens, **extra},
-        )
-
-    @classmethod
-    def roots(cls) -> InputRequest:
-        return cls(method="roots/list", params={})
-
-    @property
-    def capability(self) -> str:
-        """The client capability this request needs."""
-        method = str(self["method"])
-        return _CAPABILITY_OF.get(method, method)
-
-
-def require_capabilities(requests: Iterable[InputRequest], capabilities: Mapping[str, Any]) -> None:
-    """Raise -32021 naming every capability ``requests`` need that the client lacks."""
-    undeclared = sorted({r.capability for r in requests if r.capability not in capabilities})
-    if undeclared:
-        raise McpError(
-            MISSING_CLIENT_CAPABILITY,
-            f"Missing required client capability: {', '.join(undeclared)}",
-            {"requiredCapabilities": {name: {} for name in undeclared}},
-        )
-
-
-class InputRequired(McpHttpError):
+class InputRequired(BaseException):
     """Raised by :meth:`Context.ask` in the stateless era when answers are missing.
 
     The transport turns it into an *input-required result*; the handler runs again when
-    the client retries with the answers.  Do not catch it in handlers.
+    the client retries with the answers.  Like ``trio.Cancelled`` it is a control-flow
+    signal, a ``BaseException``, so a handler's ``except Exception`` cannot swallow it.
     """
 
     def __init__(self, requests: dict[str, InputRequest]) -> None:

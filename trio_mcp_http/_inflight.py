@@ -1,4 +1,5 @@
-"""A count of work in progress, and a way to wait until there is none."""
+"""Work in progress: a count with a way to wait until there is none, and the gate
+through which new work is admitted."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from types import TracebackType
 
 import trio
 
-__all__ = ["InFlight"]
+from ._errors import INTERNAL_ERROR, ProtocolError
+
+__all__ = ["Gate", "InFlight"]
 
 
 class InFlight:
@@ -48,3 +51,35 @@ class InFlight:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.leave()
+
+
+class Gate:
+    """What the two protocol eras are handed by the app that owns them: whether new work
+    is admitted, the accounting of handlers in flight, and the refusal to answer with.
+
+    The eras never see the app itself; the app closes the gate when it drains.
+    """
+
+    __slots__ = ("admitting", "handlers", "retry_after")
+
+    def __init__(self, retry_after: int) -> None:
+        #: New sessions and requests are accepted (cleared by the drain).
+        self.admitting = True
+        #: Handlers running, in both eras: what the drain waits for.
+        self.handlers = InFlight()
+        #: ``Retry-After`` seconds on a refusal.
+        self.retry_after = retry_after
+
+    def refusal(self, reason: str = "server is shutting down") -> ProtocolError:
+        """503 with ``Retry-After``: the answer to work that cannot be admitted."""
+        return ProtocolError(
+            503,
+            INTERNAL_ERROR,
+            f"Service Unavailable: {reason}",
+            headers=[(b"retry-after", str(self.retry_after).encode())],
+        )
+
+    def admit(self) -> None:
+        """Raise the refusal unless new work is admitted."""
+        if not self.admitting:
+            raise self.refusal()

@@ -15,8 +15,9 @@ import trio
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
 from pydantic_core import to_jsonable_python
 
-from ._context import LOG_LEVELS, Context, InputRequired
+from ._context import Context, InputRequired
 from ._errors import INVALID_PARAMS, METHOD_NOT_FOUND, RESOURCE_NOT_FOUND, McpError, ToolError
+from ._levels import LOG_LEVELS
 from ._types import (
     BlobResourceContents,
     CallToolResult,

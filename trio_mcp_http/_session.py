@@ -23,15 +23,22 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from . import _jsonrpc
-from ._context import Context, InputRequest, level_rank
+from ._context import Context
 from ._errors import INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, McpError
+from ._input import InputRequest
+from ._levels import level_rank
+from ._runner import cancelled, run_handler
 from ._stream import JsonSlot, SseStream
 from ._versions import at_least
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ._config import TransportConfig
     from ._event_store import EventStore
+    from ._inflight import Gate
     from ._jsonrpc import Envelope
-    from ._transport import McpHttpApp
+    from ._server import McpServer
 
 __all__ = ["Session"]
 
@@ -74,14 +81,20 @@ class Session:
 
     def __init__(
         self,
-        app: McpHttpApp,
+        server: McpServer,
+        config: TransportConfig,
+        gate: Gate,
         session_id: str | None,
         *,
+        on_end: Callable[[Session], None] | None = None,
         protocol_version: str,
         client_capabilities: dict[str, Any],
         client_info: dict[str, Any] | None,
     ) -> None:
-        self.app = app
+        self.server = server
+        self.config = config
+        self.gate = gate
+        self._on_end = on_end
         self.id = session_id
         self.protocol_version = protocol_version
         self.client_capabilities = client_capabilities
@@ -139,7 +152,8 @@ class Session:
         if self.terminated:
             return
         self.terminated = True
-        self.app._forget(self)
+        if self._on_end is not None:
+            self._on_end(self)
         for running in self._in_flight.values():
             running.cancel("session terminated")
         for stream in list(self._streams.values()):
@@ -164,7 +178,7 @@ class Session:
     def touch(self) -> None:
         """Restart the idle clock; a session with work or a connection never expires."""
         scope = self._scope
-        timeout = self.app.config.session_idle_timeout
+        timeout = self.config.session_idle_timeout
         if scope is None or timeout is None:
             return
         scope.deadline = math.inf if self._busy > 0 else trio.current_time() + timeout
@@ -178,7 +192,7 @@ class Session:
     @property
     def store(self) -> EventStore | None:
         if self._store is None and self.id is not None:
-            factory = self.app.config.event_store_factory
+            factory = self.config.event_store_factory
             if factory is not None:
                 self._store = factory()
         return self._store
@@ -189,7 +203,7 @@ class Session:
         stream = SseStream(
             number,
             store=self.store,
-            buffer_size=self.app.config.stream_buffer_size,
+            buffer_size=self.config.stream_buffer_size,
             on_change=self._connection_change,
         )
         stream.outstanding = outstanding
@@ -204,7 +218,7 @@ class Session:
             stream = SseStream(
                 0,
                 store=self.store,
-                buffer_size=self.app.config.stream_buffer_size,
+                buffer_size=self.config.stream_buffer_size,
                 standalone=True,
                 on_change=self._connection_change,
             )
@@ -218,7 +232,7 @@ class Session:
         if self._streams.get(stream.number) is not stream:
             return
         self._finished.append(stream.number)
-        while len(self._finished) > self.app.config.replayable_streams:
+        while len(self._finished) > self.config.replayable_streams:
             number = self._finished.popleft()
             del self._streams[number]
             if self._store is not None:
@@ -268,7 +282,7 @@ class Session:
         running = _Running()
         self._in_flight[request.request_id] = running
         self._busy_change(+1)
-        self.app._handlers.enter()
+        self.gate.handlers.enter()
         self._nursery.start_soon(self._run, request, outbox, running)
 
     async def _run(self, request: Envelope, outbox: Outbox, running: _Running) -> None:
@@ -280,7 +294,7 @@ class Session:
             if self._in_flight.get(request.request_id) is running:
                 del self._in_flight[request.request_id]
             self._busy_change(-1)
-            self.app._handlers.leave()
+            self.gate.handlers.leave()
             if message is None:
                 message = self._cancelled_answer(request, running, outbox)
             outbox.publish_final(message)
@@ -289,36 +303,30 @@ class Session:
 
     async def _answer(self, request: Envelope, outbox: Outbox) -> bytes:
         """Run one request's handler; returns the encoded response."""
-        request_id = request.request_id
-        params = request.params or {}
         method = request.method or ""
-        server = self.app.server
-        try:
+        params = request.params or {}
+
+        async def call() -> Any:
             if not isinstance(params.get("_meta", {}), dict):
                 raise McpError(INVALID_PARAMS, "Invalid params: _meta must be an object")
-            ctx = self._context(request, outbox)
             if method == "initialize":
-                result = self._initialize_result()
-            elif method == "logging/setLevel":
+                return self._initialize_result()
+            if method == "logging/setLevel":
                 level = params.get("level")
                 if not isinstance(level, str):
                     raise McpError(INVALID_PARAMS, '"level" must be a string')
                 level_rank(level)
                 self.log_level = level
-                result = {}
-            elif method in ("resources/subscribe", "resources/unsubscribe"):
-                result = await self._subscribe(params, method == "resources/subscribe")
-            else:
-                result = await server.dispatch(method, params, ctx)
-        except McpError as exc:
-            return _jsonrpc.encode_error(request_id, exc.code, exc.message, exc.data)
-        except Exception:
-            logger.exception("handler for %s failed", method)
-            return _jsonrpc.encode_error(request_id, INTERNAL_ERROR, "Internal error")
-        return _jsonrpc.encode_result(request_id, result)
+                return {}
+            if method in ("resources/subscribe", "resources/unsubscribe"):
+                return await self._subscribe(params, method == "resources/subscribe")
+            return await self.server.dispatch(method, params, self._context(request, outbox))
+
+        answer = await run_handler(request.request_id, method, call)
+        return answer.body
 
     def _initialize_result(self) -> dict[str, Any]:
-        server = self.app.server
+        server = self.server
         result: dict[str, Any] = {
             # T-101: the version negotiated when the session was made.
             "protocolVersion": self.protocol_version,
@@ -330,7 +338,7 @@ class Session:
         return result
 
     async def _subscribe(self, params: dict[str, Any], subscribe: bool) -> dict[str, Any]:
-        server = self.app.server
+        server = self.server
         if "resources" not in server.capabilities():
             raise McpError(METHOD_NOT_FOUND, "Method not found: server has no resources")
         uri = params.get("uri")
@@ -350,11 +358,7 @@ class Session:
     def _cancelled_answer(self, request: Envelope, running: _Running, outbox: Outbox) -> bytes | None:
         if running.reason == "client" and isinstance(outbox, SseStream):
             return None  # T-110: no response to a request the client cancelled
-        reason = {
-            "client": "Request cancelled",
-            "shutdown": "Server shutting down: request cancelled",
-        }.get(running.reason or "", "Request cancelled: session terminated")
-        return _jsonrpc.encode_error(request.request_id, INTERNAL_ERROR, reason)
+        return cancelled(request.request_id, running.reason).body
 
     def cancel_request(self, request_id: Any, reason: str) -> None:
         # Ids compare by JSON type: ``true`` is not ``1``, nor ``1.0`` (JSON-RPC 2.0 §4).
@@ -369,7 +373,7 @@ class Session:
     def _context(self, request: Envelope, outbox: Outbox) -> Context:
         params = request.params or {}
         return Context(
-            server=self.app.server,
+            server=self.server,
             outlet=_SessionOutlet(self, outbox),
             method=request.method or "",
             request_id=request.request_id,
@@ -457,4 +461,4 @@ class _SessionOutlet:
 
     def close_stream(self, retry_ms: int | None) -> None:
         if isinstance(self._outbox, SseStream) and self._outbox.resumable:
-            self._outbox.detach_connection(retry_ms or self._session.app.config.retry_ms)
+            self._outbox.detach_connection(retry_ms or self._session.config.retry_ms)

@@ -29,37 +29,18 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._context import Context, InputRequest, InputRequired, Outlet, answer_is_valid, require_capabilities
-from ._errors import INTERNAL_ERROR, INVALID_PARAMS, MISSING_CLIENT_CAPABILITY, McpError
+from ._context import Context, InputRequired, Outlet
+from ._errors import INTERNAL_ERROR, INVALID_PARAMS, McpError
 from ._inflight import InFlight
+from ._input import InputRequest, answer_is_valid, require_capabilities
+from ._task_rules import TERMINAL, declares_tasks, missing_extension
 
 if TYPE_CHECKING:
     from ._server import McpServer
 
-__all__ = ["EXTENSION", "METHODS", "Task", "TaskRegistry", "declares_tasks"]
+__all__ = ["Task", "TaskRegistry"]
 
 logger = logging.getLogger("trio_mcp_http")
-
-#: The extension's identifier, in ``capabilities.extensions`` of both sides.
-EXTENSION = "io.modelcontextprotocol/tasks"
-#: The methods of the extension (``tasks/result`` and ``tasks/list`` are gone in it).
-METHODS = frozenset({"tasks/get", "tasks/update", "tasks/cancel"})
-TERMINAL = frozenset({"completed", "failed", "cancelled"})
-
-
-def declares_tasks(capabilities: dict[str, Any]) -> bool:
-    """Whether a request's client capabilities declare the tasks extension."""
-    extensions = capabilities.get("extensions")
-    return isinstance(extensions, dict) and extensions.get(EXTENSION) is not None
-
-
-def missing_extension() -> McpError:
-    """-32021, naming the extension the way ``InitializeRequest.capabilities`` would."""
-    return McpError(
-        MISSING_CLIENT_CAPABILITY,
-        f"Missing required client capability: extension {EXTENSION}",
-        {"requiredCapabilities": {"extensions": {EXTENSION: {}}}},
-    )
 
 
 def _now() -> str:

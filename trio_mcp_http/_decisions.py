@@ -1,0 +1,112 @@
+"""How a request to the MCP endpoint is answered, decided from its method, headers and
+parsed body alone: sans-IO, synchronous, and tested without a server.
+
+Each check either returns a plain value or raises the :class:`ProtocolError` (with its
+HTTP status) the transport answers with.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from ._errors import INVALID_REQUEST, ProtocolError
+from ._http import RequestHeaders, accepts, is_json_content_type, is_valid_session_id
+from ._jsonrpc import Envelope, Kind
+from ._stateless import META_VERSION
+from ._versions import LEGACY_VERSIONS
+
+__all__ = [
+    "Era",
+    "check_content_type",
+    "check_declared_size",
+    "check_post_accept",
+    "check_session_version",
+    "check_stream_accept",
+    "era_of",
+    "session_id_of",
+    "split_initialize",
+]
+
+
+class Era(enum.Enum):
+    """The two protocol eras served on one endpoint (2025-11-25 and 2026-07-28)."""
+
+    #: 2025-03-26 ... 2025-11-25: ``initialize``, ``Mcp-Session-Id``, GET streams.
+    SESSION = "session"
+    #: 2026-07-28: every request stands alone, carrying its version in ``_meta``.
+    STATELESS = "stateless"
+
+
+def era_of(parsed: Envelope | list[Envelope], headers: RequestHeaders) -> Era:
+    """T-00: a session id means the session era; a modern ``_meta`` version or a
+    version header naming no 2025-era revision means the stateless era; a batch is
+    always the session era (2026-07-28 has none)."""
+    if isinstance(parsed, list) or headers.get("mcp-session-id") is not None:
+        return Era.SESSION
+    meta = (parsed.params or {}).get("_meta")
+    if isinstance(meta, dict) and META_VERSION in meta:
+        return Era.STATELESS
+    version = headers.get("mcp-protocol-version")
+    if version is not None and version not in LEGACY_VERSIONS and version != "2024-11-05":
+        return Era.STATELESS
+    return Era.SESSION
+
+
+def check_content_type(headers: RequestHeaders) -> None:
+    if not is_json_content_type(headers.get("content-type")):
+        raise ProtocolError(
+            415, INVALID_REQUEST, "Unsupported Media Type: Content-Type must be application/json"
+        )
+
+
+def check_declared_size(headers: RequestHeaders, limit: int) -> None:
+    """413 at once for a ``Content-Length`` beyond ``limit`` (before reading a byte)."""
+    declared = headers.get("content-length")
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
+        raise ProtocolError(413, INVALID_REQUEST, f"Payload Too Large: the body exceeds {limit} bytes")
+
+
+def check_post_accept(headers: RequestHeaders, *, json_response: bool) -> None:
+    """T-10: a session-era POST must accept JSON, and SSE unless answers are JSON."""
+    accept = headers.get("accept")
+    ok = accepts(accept, "application/json") and (json_response or accepts(accept, "text/event-stream"))
+    if not ok:
+        raise ProtocolError(
+            406,
+            INVALID_REQUEST,
+            "Not Acceptable: Client must accept both application/json and text/event-stream",
+        )
+
+
+def check_stream_accept(headers: RequestHeaders) -> None:
+    if not accepts(headers.get("accept"), "text/event-stream"):
+        raise ProtocolError(406, INVALID_REQUEST, "Not Acceptable: Client must accept text/event-stream")
+
+
+def check_session_version(headers: RequestHeaders) -> None:
+    """T-71: a version header, when present, must name a session-era revision."""
+    version = headers.get("mcp-protocol-version")
+    if version is not None and version not in LEGACY_VERSIONS:
+        raise ProtocolError(400, INVALID_REQUEST, f"Bad Request: unsupported MCP-Protocol-Version: {version}")
+
+
+def session_id_of(headers: RequestHeaders) -> str:
+    """The ``Mcp-Session-Id`` of a request that needs one (400 when absent or not one
+    this server could have issued, T-62)."""
+    session_id = headers.get("mcp-session-id")
+    if session_id is None:
+        raise ProtocolError(400, INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required")
+    if not is_valid_session_id(session_id):
+        raise ProtocolError(400, INVALID_REQUEST, "Bad Request: malformed Mcp-Session-Id")
+    return session_id
+
+
+def split_initialize(messages: list[Envelope]) -> Envelope | None:
+    """The ``initialize`` request of a session-era POST, if it is one (it must come
+    alone: 2025-03-26 batches may not carry it)."""
+    initialize = [m for m in messages if m.kind is Kind.REQUEST and m.method == "initialize"]
+    if not initialize:
+        return None
+    if len(messages) > 1:
+        raise ProtocolError(400, INVALID_REQUEST, "Invalid Request: initialize must not be part of a batch")
+    return initialize[0]

@@ -1,0 +1,66 @@
+"""Requests a server makes of the client for input (elicitation, sampling, roots): their
+shape, the client capability each needs, and what counts as a valid answer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ._errors import MISSING_CLIENT_CAPABILITY, McpError
+
+__all__ = ["InputRequest", "answer_is_valid", "require_capabilities"]
+
+
+_CAPABILITY_OF = {
+    "elicitation/create": "elicitation",
+    "sampling/createMessage": "sampling",
+    "roots/list": "roots",
+}
+
+
+def answer_is_valid(method: str, answer: Any) -> bool:
+    """Whether ``answer`` has the shape of a result of ``method`` (an input response)."""
+    if method == "elicitation/create":
+        return isinstance(answer, dict) and answer.get("action") in ("accept", "decline", "cancel")
+    if method == "sampling/createMessage":
+        return isinstance(answer, dict) and "content" in answer and "role" in answer
+    if method == "roots/list":
+        return isinstance(answer, dict) and isinstance(answer.get("roots"), list)
+    return True
+
+
+class InputRequest(dict[str, Any]):
+    """A request for input from the client: ``{"method": ..., "params": ...}``."""
+
+    @classmethod
+    def elicitation(cls, message: str, requested_schema: Mapping[str, Any], **extra: Any) -> InputRequest:
+        params = {"message": message, "requestedSchema": dict(requested_schema), **extra}
+        return cls(method="elicitation/create", params=params)
+
+    @classmethod
+    def sampling(cls, messages: list[Any], max_tokens: int, **extra: Any) -> InputRequest:
+        return cls(
+            method="sampling/createMessage",
+            params={"messages": messages, "maxTokens": max_tokens, **extra},
+        )
+
+    @classmethod
+    def roots(cls) -> InputRequest:
+        return cls(method="roots/list", params={})
+
+    @property
+    def capability(self) -> str:
+        """The client capability this request needs."""
+        method = str(self["method"])
+        return _CAPABILITY_OF.get(method, method)
+
+
+def require_capabilities(requests: Iterable[InputRequest], capabilities: Mapping[str, Any]) -> None:
+    """Raise -32021 naming every capability ``requests`` need that the client lacks."""
+    undeclared = sorted({r.capability for r in requests if r.capability not in capabilities})
+    if undeclared:
+        raise McpError(
+            MISSING_CLIENT_CAPABILITY,
+            f"Missing required client capability: {', '.join(undeclared)}",
+            {"requiredCapabilities": {name: {} for name in undeclared}},
+        )

@@ -1,0 +1,377 @@
+"""The session era (2025-03-26 ... 2025-11-25): POST, GET and DELETE with sessions.
+
+A peer of the stateless era: the app routes a request here and hands over the
+:class:`~trio_mcp_http._inflight.Gate` (admission, in-flight accounting, refusal); this
+module never sees the app.  It owns the live sessions, each a nursery started in the
+nursery :meth:`SessionEra.run` holds.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import trio
+
+from . import _decisions, _jsonrpc, _sse
+from ._asgi import JSON_HEADERS, SSE_HEADERS, GuardedResponse, Receive, watch_disconnect
+from ._config import TransportConfig
+from ._errors import INVALID_PARAMS, INVALID_REQUEST, ProtocolError, SessionNotFound
+from ._event_store import parse_event_id
+from ._http import RequestHeaders, new_session_id
+from ._inflight import Gate
+from ._jsonrpc import Envelope, Kind
+from ._levels import level_rank
+from ._server import McpServer
+from ._session import Session
+from ._stream import Attachment, JsonSlot, drain_nowait, pump
+from ._versions import DEFAULT_LEGACY_VERSION, negotiate_legacy
+
+__all__ = ["SessionEra"]
+
+logger = logging.getLogger("trio_mcp_http")
+
+ExtraHeaders = list[tuple[bytes, bytes]]
+
+
+class SessionEra:
+    """Serves session-era requests of one app; see the module docstring."""
+
+    def __init__(self, server: McpServer, config: TransportConfig, gate: Gate) -> None:
+        self.server = server
+        self.config = config
+        self.gate = gate
+        self._nursery: trio.Nursery | None = None
+        self._sessions: dict[str, Session] = {}
+        #: Stateless mode: the one-request sessions whose handlers still run.
+        self._transient: set[Session] = set()
+
+    # -- lifetime and what the app asks of it -------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Own every session until cancelled."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            self._nursery = None
+            for session in list(self._sessions.values()):
+                session.terminate()
+
+    def _all(self) -> list[Session]:
+        return [*self._sessions.values(), *self._transient]
+
+    def cancel_all(self) -> None:
+        """Drain step: cancel every running request (each still gets its answer)."""
+        for session in self._all():
+            session.cancel_all("shutdown")
+
+    def close_connections(self) -> None:
+        """Drain step: end every open stream's connection cleanly, with a retry hint."""
+        for session in self._all():
+            session.close_connections(self.config.retry_ms)
+
+    def statistics(self) -> dict[str, int]:
+        sessions = self._all()
+        return {
+            "sessions": len(self._sessions),
+            "open_streams": sum(s.connections for s in sessions),
+            "stored_events": sum(s.stored_events for s in sessions),
+        }
+
+    def broadcast(self, method: str, params: dict[str, Any] | None) -> None:
+        """A server-wide notification: to each session's GET stream, exactly once."""
+        message = _jsonrpc.encode_notification(method, params)
+        uri = params.get("uri") if params else None
+        level = params.get("level") if method == "notifications/message" and params else None
+        for session in self._sessions.values():
+            if method == "notifications/resources/updated" and uri not in session.subscriptions:
+                continue
+            if level is not None and level_rank(level) < level_rank(session.log_level):
+                continue
+            session.send_unrelated(message)
+
+    def _forget(self, session: Session) -> None:
+        if session.id is not None and self._sessions.get(session.id) is session:
+            del self._sessions[session.id]
+
+    def _session_for(self, headers: RequestHeaders) -> Session:
+        session = self._sessions.get(_decisions.session_id_of(headers))
+        if session is None:
+            raise SessionNotFound
+        return session
+
+    # -- POST -------------------------------------------------------------------------
+
+    async def post(
+        self,
+        parsed: Envelope | list[Envelope],
+        headers: RequestHeaders,
+        receive: Receive,
+        response: GuardedResponse,
+    ) -> None:
+        _decisions.check_post_accept(headers, json_response=self.config.json_response)
+        batch = isinstance(parsed, list)
+        messages = parsed if isinstance(parsed, list) else [parsed]
+        initialize = _decisions.split_initialize(messages)
+        if initialize is not None:
+            await self._initialize(initialize, receive, response)
+            return
+        # T-71 (initialize itself may name any version: T-101 negotiates).
+        _decisions.check_session_version(headers)
+        if self.config.stateless:
+            version = headers.get("mcp-protocol-version") or DEFAULT_LEGACY_VERSION
+            await self._deliver_stateless(version, {}, None, messages, receive, response, batch)
+            return
+        session = self._session_for(headers)
+        if batch and session.protocol_version != "2025-03-26":
+            # T-23: batching exists only in 2025-03-26.
+            raise ProtocolError(
+                400, INVALID_REQUEST, "Invalid Request: batches are not supported in this protocol version"
+            )
+        session.touch()
+        await self._deliver(session, messages, receive, response, batch=batch)
+
+    async def _initialize(self, request: Envelope, receive: Receive, response: GuardedResponse) -> None:
+        self.gate.admit()
+        params = request.params or {}
+        capabilities = params.get("capabilities", {})
+        client_info = params.get("clientInfo")
+        if not isinstance(params.get("protocolVersion"), str) or not isinstance(capabilities, dict):
+            # Rejected before a session exists, so none is left behind.
+            raise ProtocolError(
+                400,
+                INVALID_PARAMS,
+                "Invalid params: initialize needs protocolVersion (string) and capabilities (object)",
+            )
+        version = negotiate_legacy(params["protocolVersion"])
+        client = client_info if isinstance(client_info, dict) else None
+        if self.config.stateless:
+            await self._deliver_stateless(version, capabilities, client, [request], receive, response)
+            return
+        if len(self._sessions) >= self.config.max_sessions:
+            raise self.gate.refusal("too many sessions")
+        assert self._nursery is not None
+        session_id = new_session_id()
+        session = Session(
+            self.server,
+            self.config,
+            self.gate,
+            session_id,
+            on_end=self._forget,
+            protocol_version=version,
+            client_capabilities=capabilities,
+            client_info=client,
+        )
+        self._sessions[session_id] = session
+        await self._nursery.start(session.run)
+        await self._deliver(session, [request], receive, response, [(b"mcp-session-id", session_id.encode())])
+
+    async def _deliver_stateless(
+        self,
+        version: str,
+        capabilities: dict[str, Any],
+        client_info: dict[str, Any] | None,
+        messages: list[Envelope],
+        receive: Receive,
+        response: GuardedResponse,
+        batch: bool = False,
+    ) -> None:
+        """Stateless mode: a session that lives for one POST, its nursery in the call.
+
+        It stays registered until its handlers are done, so a drain can cancel them.
+        """
+        session = Session(
+            self.server,
+            self.config,
+            self.gate,
+            None,
+            protocol_version=version,
+            client_capabilities=capabilities,
+            client_info=client_info,
+        )
+        self._transient.add(session)
+        try:
+            async with trio.open_nursery() as nursery:
+                session.attach_nursery(nursery)
+                await self._deliver(session, messages, receive, response, batch=batch)
+                # Finish the HTTP exchange now (a 499 at once if the client left); the
+                # handler may run on in this call's nursery (T-34).
+                await response.complete(failed=False)
+        finally:
+            self._transient.discard(session)
+
+    async def _deliver(
+        self,
+        session: Session,
+        messages: list[Envelope],
+        receive: Receive,
+        response: GuardedResponse,
+        extra_headers: ExtraHeaders | None = None,
+        *,
+        batch: bool = False,
+    ) -> None:
+        requests = []
+        for message in messages:
+            if message.kind is Kind.REQUEST:
+                requests.append(message)
+            elif message.kind is Kind.RESPONSE:
+                session.deliver_response(message)
+            elif message.method == "notifications/cancelled":
+                request_id = (message.params or {}).get("requestId")
+                if request_id is not None:
+                    session.cancel_request(request_id, "client")
+            # notifications/initialized, roots/list_changed and unknown ones: nothing to do.
+        if not requests:
+            await response.respond(202, [])
+            return
+        # Client replies above are taken during a drain; new requests are not.
+        self.gate.admit()
+        if self.config.json_response:
+            await self._answer_json(session, requests, receive, response, extra_headers, batch)
+        else:
+            await self._answer_sse(session, requests, receive, response, extra_headers)
+
+    async def _answer_json(
+        self,
+        session: Session,
+        requests: list[Envelope],
+        receive: Receive,
+        response: GuardedResponse,
+        extra_headers: ExtraHeaders | None,
+        batch: bool,
+    ) -> None:
+        slot = JsonSlot(len(requests))
+        for request in requests:
+            session.start(request, slot)
+        if not slot.done:
+            # Wait for the answer or for the client to leave, whichever is first; the
+            # handler wakes us by cancelling ``waiter`` (no watcher task needed).
+            with trio.CancelScope() as waiter:
+                slot.waiter = waiter
+                while True:
+                    if (await receive())["type"] == "http.disconnect":
+                        response.client_gone = True
+                        return
+        headers = JSON_HEADERS + (extra_headers or [])
+        # A batch (2025-03-26) is answered with an array, as JSON-RPC 2.0 §6 says.
+        body = _jsonrpc.encode_batch(slot.messages) if batch else slot.messages[0]
+        await response.respond(200, headers, body)
+
+    async def _answer_sse(
+        self,
+        session: Session,
+        requests: list[Envelope],
+        receive: Receive,
+        response: GuardedResponse,
+        extra_headers: ExtraHeaders | None,
+    ) -> None:
+        stream = session.new_stream(len(requests))
+        attachment = stream.attach()
+        session.prime(stream)
+        for request in requests:
+            session.start(request, stream)
+        await self._stream_out(attachment, receive, response, extra_headers)
+
+    async def _stream_out(
+        self,
+        attachment: Attachment,
+        receive: Receive,
+        response: GuardedResponse,
+        extra_headers: ExtraHeaders | None = None,
+    ) -> None:
+        """Carry one stream on this response until its channel closes or the client leaves."""
+        stream = attachment.stream
+        try:
+            await response.start(200, SSE_HEADERS + (extra_headers or []))
+            if attachment.prelude:
+                await response.chunk(b"".join(attachment.prelude))
+            # Fast path: a quick handler has usually finished while the head was being
+            # sent, leaving the whole stream queued.  Then there is nothing to wait for,
+            # so no disconnect watcher to spawn: write it all and end.
+            queued, ended = drain_nowait(attachment.receive)
+            if ended:
+                await self._finish_stream(attachment, response, queued)
+                return
+            if queued:
+                await response.chunk(queued)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(watch_disconnect, receive, response, nursery.cancel_scope)
+                interval = self.config.keepalive_interval
+                tail = await pump(attachment.receive, response, interval, hold_last=True)
+                await self._finish_stream(attachment, response, tail)
+                nursery.cancel_scope.cancel()
+        finally:
+            stream.release(attachment)
+
+    async def _finish_stream(self, attachment: Attachment, response: GuardedResponse, tail: bytes) -> None:
+        stream = attachment.stream
+        if attachment.detached and stream.resumable:
+            # The connection ends but the stream did not end on it: tell the client when
+            # to come back for the rest (T-55).
+            tail += _sse.retry(stream.retry_ms or self.config.retry_ms)
+        # The last frames and the end of the body in one message: for a typical POST
+        # stream (priming event + response) one send per response fewer, ~10-15 % of its
+        # server CPU (see docs/benchmarks.md).
+        await response.finish(tail)
+
+    # -- GET and DELETE ---------------------------------------------------------------
+
+    async def get(self, headers: RequestHeaders, receive: Receive, response: GuardedResponse) -> None:
+        if self.config.stateless:
+            raise ProtocolError(
+                405,
+                INVALID_REQUEST,
+                "Method Not Allowed: no GET stream in stateless mode",
+                headers=[(b"allow", b"POST")],
+            )
+        _decisions.check_stream_accept(headers)
+        session = self._session_for(headers)
+        _decisions.check_session_version(headers)
+        self.gate.admit()
+        last_event_id = headers.get("last-event-id")
+        if last_event_id is not None:
+            attachment = self._resume(session, last_event_id.strip())
+        else:
+            # One connection carries a stream at a time, and the newest wins, with or
+            # without Last-Event-ID: a client reconnecting after a drop the server has
+            # not noticed yet must not be locked out.  The replaced connection ends
+            # cleanly with a retry hint.
+            stream = session.standalone()
+            attachment = stream.attach()
+            session.prime(stream)
+        session.touch()
+        await self._stream_out(attachment, receive, response)
+
+    def _resume(self, session: Session, last_event_id: str) -> Attachment:
+        """T-51/T-52: replay one stream's events after ``last_event_id``, then go live.
+
+        Replay and attach happen with no checkpoint in between, so no event can fall
+        into a gap or be sent twice.
+        """
+        parsed = parse_event_id(last_event_id)
+        stream = session.find_stream(parsed[0]) if parsed is not None else None
+        frames = stream.replay_after(parsed[1]) if stream is not None and parsed is not None else None
+        if stream is None or frames is None:
+            # T-57: we refuse rather than resume with a hole in the stream.
+            raise ProtocolError(
+                400,
+                INVALID_REQUEST,
+                f"Bad Request: cannot resume after event {last_event_id!r}: unknown or no longer stored",
+            )
+        return stream.attach(frames)
+
+    async def delete(self, headers: RequestHeaders, response: GuardedResponse) -> None:
+        if self.config.stateless:
+            raise ProtocolError(
+                405,
+                INVALID_REQUEST,
+                "Method Not Allowed: no sessions in stateless mode",
+                headers=[(b"allow", b"POST")],
+            )
+        session = self._session_for(headers)
+        _decisions.check_session_version(headers)
+        session.terminate()
+        await response.respond(204, [])
