@@ -33,6 +33,7 @@ from ._context import Context, InputRequired, Outlet
 from ._errors import INTERNAL_ERROR, INVALID_PARAMS, McpError
 from ._inflight import InFlight
 from ._input import InputRequest, answer_is_valid, require_capabilities
+from ._runner import failure
 from ._task_rules import TERMINAL, declares_tasks, missing_extension
 
 if TYPE_CHECKING:
@@ -382,11 +383,10 @@ class TaskRegistry:
         with task.work:
             try:
                 value = await self.server.dispatch("tools/call", params, ctx)
-            except (McpError, InputRequired) as exc:
+            except InputRequired as exc:
                 task.fail(exc)
-            except Exception:
-                logger.exception("task %s failed", task.id)
-                task.fail(McpError(INTERNAL_ERROR, "Internal error"))
+            except Exception as exc:
+                task.fail(failure(exc, f"tools/call (task {task.id})"))
             else:
                 task.settle(value)
 
