@@ -37,7 +37,8 @@ RUNS: dict[str, list[str]] = {
     "2026-07-28": ["--requirements", "2026-07-28"],
 }
 _STAMP = re.compile(r"-\d{4}-\d{2}-\d{2}T[\d-]+Z$")
-_BOUND = re.compile(r"Running on https?://127\.0\.0\.1:(\d+)")
+# The server logs its endpoint once it listens ("serving MCP at http://127.0.0.1:PORT/mcp").
+_BOUND = re.compile(r"serving MCP at https?://127\.0\.0\.1:(\d+)/")
 _SERVER_ERROR = re.compile(r" (ERROR|CRITICAL) |Traceback \(most recent call last\)")
 
 
@@ -93,6 +94,11 @@ class ConformanceServer:
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "trio_mcp_http", "serve", self.spec, "--host", "127.0.0.1", "--port", "0"],
+            # The fixture server (fixture_server.py) lives beside this script, not in the package.
+            env={
+                **os.environ,
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])),
+            },
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -180,7 +186,9 @@ def main(argv: list[str] | None = None) -> int:
         "--run", action="append", choices=sorted(RUNS), help="which run(s); default: all three"
     )
     parser.add_argument(
-        "--server", default="trio_mcp_http.conformance:server", help="module:attr of the McpServer"
+        "--server",
+        default="fixture_server:server",
+        help="module:attr of the McpServer (default: fixture_server.py here)",
     )
     parser.add_argument("--scenario", help="run only this scenario (for debugging)")
     parser.add_argument("--timeout", type=float, default=900, help="bound on each run of the suite (s)")

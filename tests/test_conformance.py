@@ -1,4 +1,4 @@
-"""The conformance server (``trio_mcp_http.conformance``) and the conformance runner.
+"""The conformance server (``conformance/fixture_server.py``) and the conformance runner.
 
 The full suite runs in ``.ci/run`` (``python conformance/run.py``); these tests pin what
 it relies on: the fixture surface the suite looks up by name, the input-request
@@ -19,10 +19,10 @@ from types import ModuleType
 from typing import Any
 
 import trio
+from fixture_server import server as conformance_server
 from helpers import Client, call_tool, request, response_messages, serving
 
 from trio_mcp_http import Context, McpServer
-from trio_mcp_http.conformance import server as conformance_server
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNNER = ROOT / "conformance" / "run.py"
@@ -313,7 +313,7 @@ def test_runner_fails_on_a_deliberately_broken_server(tmp_path: Path) -> None:
     (tmp_path / "broken_conformance.py").write_text(
         textwrap.dedent(
             '''
-            from trio_mcp_http.conformance import server
+            from fixture_server import server
 
             @server.tool(name="test_error_handling")
             async def not_an_error() -> str:

@@ -1,6 +1,6 @@
 """The conformance server: exactly the fixtures the official MCP conformance suite uses.
 
-Run it with ``trio-mcp-http serve trio_mcp_http.conformance:server --port 3001`` and
+Run it from this folder with ``trio-mcp-http serve fixture_server:server --port 3001`` and
 point ``npx @modelcontextprotocol/conformance server --url http://127.0.0.1:3001/mcp``
 at it (``conformance/run.py`` does both).  Tool, resource and prompt names, texts and
 schemas are the ones the suite's scenarios look for; the same handlers serve both
@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import trio
 from pydantic import Field
 
-from . import (
+from trio_mcp_http import (
     AudioContent,
     BlobResourceContents,
     Context,
@@ -657,5 +657,5 @@ async def complete(ref: dict[str, Any], argument: dict[str, Any], context: dict[
     return []
 
 
-#: An ASGI app for ``hypercorn -k trio trio_mcp_http.conformance:app``.
+#: An ASGI app for ``hypercorn -k trio fixture_server:app`` (run from this folder).
 app = McpHttpApp(server)
