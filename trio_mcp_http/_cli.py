@@ -5,15 +5,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import math
 import sys
 from dataclasses import replace
 from typing import Any
 
 import trio
 
+from ._config import TransportConfig
 from ._serve import serve
 from ._server import McpServer
-from ._transport import TransportConfig
 
 __all__ = ["main"]
 
@@ -59,11 +60,14 @@ def main(argv: list[str] | None = None) -> None:
         "--peer-timeout",
         type=float,
         default=10.0,
-        help="abort a connection whose peer stops reading for this many seconds (0: system default)",
+        help="close a connection whose peer takes no data for this many seconds (0: never; "
+        "shutdown is bounded either way)",
     )
     serve_cmd.add_argument("--access-log", action="store_true", help="log every request")
     serve_cmd.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
+    if not 0 <= args.peer_timeout < math.inf:
+        parser.error("--peer-timeout must be 0 (never) or a positive number of seconds")
 
     logging.basicConfig(
         level=args.log_level.upper(),

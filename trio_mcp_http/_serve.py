@@ -1,27 +1,79 @@
-"""Serving: Hypercorn's trio worker, with the drain running before Hypercorn stops."""
+"""Serving: Hypercorn's protocol stack on our own trio accept loop, with the drain
+running before connections are closed.
+
+Hypercorn's trio worker (``hypercorn.trio.serve``) is not used as is, because of three
+properties of its connection handling:
+
+* an exception escaping one connection's task escapes the listener's nursery and ends
+  the whole server (e.g. Hypercorn 0.18's ``KeyError`` on HTTP/2 DATA for a stream whose
+  response is already complete: one h2c request could stop the process);
+* it writes inside a shielded cancel scope with no timeout, so a peer that stops
+  reading blocks the write, and the shutdown, for as long as the kernel lets it;
+* it closes sockets with unread request bytes in them, and closes listening sockets
+  with connections still in their accept queue; the kernel answers both with a TCP
+  reset (RFC 9293 §3.10.7.1, §3.10.7.4), so a client loses a response it was owed or
+  cannot tell a refused request from a failed one.
+
+So :class:`_Worker` runs Hypercorn's ``TCPServer`` (HTTP/1.1 and HTTP/2 protocol
+handling) once per accepted connection, under its own accept loop, and:
+
+* contains any failure of one connection to that connection (logged once, at ERROR);
+* hands ``TCPServer`` a :class:`_Connection` stream whose writes fail when the peer
+  takes no data for ``peer_timeout`` seconds, and whose every operation is aborted at
+  the shutdown's hard deadline, shield or no shield;
+* closes each connection with a bounded *lingering close* (as nginx does): send FIN,
+  read and discard what the peer still sends, then close;
+* at shutdown stops taking new connections without resetting queued ones.
+"""
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import logging
+import math
 import signal
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, nullcontext
+import struct
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, nullcontext, suppress
 from dataclasses import replace
 from typing import Any
 
+import h2.events
 import trio
+from h2.connection import ConnectionState
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
-from hypercorn.trio import serve as hypercorn_serve
+from hypercorn.events import Closed
+from hypercorn.events import Event as HypercornEvent
+from hypercorn.protocol.h2 import H2Protocol
+from hypercorn.trio.statsd import StatsdLogger
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.typing import AppWrapper
+from hypercorn.utils import repr_socket_addr, wrap_app
 
+from ._config import TransportConfig
 from ._http import HostPolicy
 from ._server import McpServer
-from ._transport import McpHttpApp, TransportConfig
+from ._transport import McpHttpApp
 
 __all__ = ["McpHttpServer", "open_mcp_server", "serve"]
 
 logger = logging.getLogger("trio_mcp_http")
+
+#: Lingering close: at most this many bytes are read and discarded after our FIN ...
+LINGER_BYTES = 16 * 1024 * 1024
+#: ... for at most this long in all ...
+LINGER_TIME = 5.0
+#: ... and the peer may stay silent this long before we stop waiting for it.
+LINGER_IDLE = 0.5
+#: At shutdown: how long new handshakes are refused while the ones under way complete.
+HANDSHAKE_SETTLE = 0.25
+_RECV_SIZE = 65536
+_ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 
 
 class McpHttpServer:
@@ -54,15 +106,14 @@ class McpHttpServer:
 
 
 class _HypercornConfig(HypercornConfig):
-    """Hypercorn's config, with a kernel-enforced bound on writes to a stalled peer.
+    """Hypercorn's config, with a kernel-enforced bound on unacknowledged data.
 
-    Hypercorn's trio worker writes to the socket inside a shielded cancel scope with no
-    timeout, so a peer that keeps its connection open but stops reading would block
-    that write, and with it the drain and Hypercorn's own graceful exit, forever.
-    ``TCP_USER_TIMEOUT`` (Linux) on the listening sockets, inherited by every accepted
-    connection, makes the kernel abort a connection whose data stays unacknowledged
-    (or whose receive window stays closed) that long; the blocked write then fails and
-    everything unwinds normally.
+    ``TCP_USER_TIMEOUT`` (Linux, RFC 5482) on the listening sockets, inherited by every
+    accepted connection, makes the kernel abort a connection whose data stays
+    unacknowledged (or whose receive window stays closed) for ``peer_timeout``.  The
+    write deadline of :class:`_Connection` covers writes in progress; this also covers
+    data already handed to the kernel, e.g. a response still queued when the socket is
+    closed, which would otherwise keep an orphaned socket alive for many minutes.
     """
 
     peer_timeout: float | None = None
@@ -77,21 +128,392 @@ class _HypercornConfig(HypercornConfig):
         return sockets
 
 
+# -- one connection ------------------------------------------------------------------
+
+
+class _Connection(trio.abc.HalfCloseableStream):
+    """The stream Hypercorn's ``TCPServer`` reads and writes for one TCP connection.
+
+    * ``send_all`` fails with :exc:`trio.BrokenResourceError` once the peer has taken
+      no data for ``peer_timeout`` seconds.  The deadline lives in a cancel scope
+      *inside* this method, so it fires even though Hypercorn calls it under a shield.
+    * :meth:`abort` (the shutdown's hard deadline) ends any operation in progress.
+    * ``aclose`` (Hypercorn is done) sends FIN and wakes pending operations, but keeps
+      the socket open: :meth:`close_lingering` closes it, after reading what the peer
+      still sends.  Closing a socket with unread data makes the kernel send a reset
+      (RFC 9293 §3.10.7.4, RFC 1122 §4.2.2.13), which can destroy the response
+      just sent before the peer has read it.
+    """
+
+    def __init__(self, stream: trio.SocketStream, peer_timeout: float | None) -> None:
+        self.transport = stream
+        #: What Hypercorn reads the peer and local addresses from.
+        self.socket = stream.socket
+        self._peer_timeout = math.inf if peer_timeout is None else peer_timeout
+        self._deadline = math.inf  # the hard deadline, once set
+        self._operations: set[trio.CancelScope] = set()
+        self._closing = False
+        self._eof_sent = False
+        #: The peer stopped reading, or the connection was aborted: no lingering.
+        self.broken = False
+
+    def set_deadline(self, deadline: float) -> None:
+        """Abort every operation still running at ``deadline`` (absolute trio time)."""
+        self._deadline = deadline
+        for scope in self._operations:
+            scope.deadline = min(scope.deadline, deadline)
+
+    def abort(self) -> None:
+        self.broken = True
+        self._closing = True
+        for scope in self._operations:
+            scope.cancel()
+
+    def _scope(self, timeout: float = math.inf) -> trio.CancelScope:
+        return trio.CancelScope(deadline=min(trio.current_time() + timeout, self._deadline))
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self._closing or self._eof_sent:
+            raise trio.ClosedResourceError("connection closed")
+        with memoryview(data) as view:
+            if not view:
+                await trio.lowlevel.checkpoint()
+                return
+            total = 0
+            while total < len(view):
+                # Each socket send returns once the kernel has taken *some* data, so
+                # the deadline measures how long the peer takes nothing.
+                with self._scope(self._peer_timeout) as scope:
+                    self._operations.add(scope)
+                    try:
+                        with view[total:] as remaining:
+                            total += await self.socket.send(remaining)
+                    except OSError as exc:
+                        self.broken = True
+                        raise trio.BrokenResourceError(str(exc)) from exc
+                    finally:
+                        self._operations.discard(scope)
+                if scope.cancelled_caught:
+                    self.broken = True
+                    if self._closing:
+                        raise trio.ClosedResourceError("connection closed")
+                    raise trio.BrokenResourceError(
+                        f"peer took no data for {self._peer_timeout:g} s"
+                        if trio.current_time() < self._deadline
+                        else "connection aborted at the shutdown deadline"
+                    )
+
+    async def wait_send_all_might_not_block(self) -> None:
+        with self._scope() as scope:
+            self._operations.add(scope)
+            try:
+                await self.socket.wait_writable()
+            finally:
+                self._operations.discard(scope)
+        if scope.cancelled_caught:
+            raise trio.ClosedResourceError("connection closed")
+
+    async def send_eof(self) -> None:
+        await trio.lowlevel.checkpoint()
+        if self._closing:
+            raise trio.ClosedResourceError("connection closed")
+        self._shutdown_write()
+
+    def _shutdown_write(self) -> None:
+        if not self._eof_sent:
+            self._eof_sent = True
+            try:
+                self.socket.shutdown(socket.SHUT_WR)
+            except OSError:
+                self.broken = True
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._closing:
+            raise trio.ClosedResourceError("connection closed")
+        with self._scope() as scope:
+            self._operations.add(scope)
+            try:
+                return await self.socket.recv(max_bytes or _RECV_SIZE)
+            except OSError as exc:
+                self.broken = True
+                raise trio.BrokenResourceError(str(exc)) from exc
+            finally:
+                self._operations.discard(scope)
+        raise trio.ClosedResourceError("connection closed")
+
+    async def aclose(self) -> None:
+        """Hypercorn is done with the connection: FIN now, the socket closes later."""
+        if not self._closing:
+            self._closing = True
+            for scope in self._operations:
+                scope.cancel()
+            if not self.broken:
+                self._shutdown_write()
+        await trio.lowlevel.checkpoint()
+
+    async def close_lingering(self) -> None:
+        """Close the socket; unless broken, first read and discard (bounded in bytes
+        and time) what the peer sends until it closes its side too."""
+        self._closing = True
+        try:
+            if not self.broken:
+                self._shutdown_write()
+                budget = LINGER_BYTES
+                with trio.move_on_after(LINGER_TIME):
+                    while budget > 0:
+                        # Until the peer closes too, or stays silent for a while.
+                        with trio.move_on_after(LINGER_IDLE) as idle:
+                            data = await self.socket.recv(min(_RECV_SIZE, budget))
+                        if idle.cancelled_caught or not data:
+                            break
+                        budget -= len(data)
+                # Past the bounds, what the peer still sends is answered with a reset.
+        except OSError:
+            self.broken = True
+        finally:
+            if self.broken:
+                # A peer that stopped reading or was cut off: release the kernel's
+                # buffers at once instead of retransmitting to it (SO_LINGER 0).
+                with suppress(OSError):
+                    self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.socket.close()
+
+
+class _H2Protocol(H2Protocol):
+    """Hypercorn 0.18's HTTP/2 protocol, tolerant of DATA for a finished stream, and
+    saying GOAWAY when the server closes an idle connection at shutdown.
+
+    A server may answer before it has read the whole request (RFC 9113 §8.1): the
+    stream is then half-closed (local) and the client may go on sending DATA on it
+    (§5.1).  Hypercorn forgets the stream once the response is complete and then
+    fails with ``KeyError`` on that DATA, taking the whole connection down.  Such DATA
+    is discarded here, and acknowledged: it counts against the connection's
+    flow-control window (§6.9), so not acknowledging it would stall the connection's
+    other streams.  Events are handled one at a time because handling one may finish a
+    stream the next one belongs to.
+
+    Hypercorn sends GOAWAY when the last stream of a connection ends during shutdown,
+    but the drain ends every stream *before* connections are told to close, and an
+    idle connection is then closed without one.  A server closing a connection should
+    send GOAWAY first (§6.8): it tells the client which streams were processed and that
+    the close is deliberate.
+    """
+
+    async def handle(self, event: HypercornEvent) -> None:
+        if (
+            isinstance(event, Closed)
+            and self.context.terminated.is_set()
+            and self.connection.state_machine.state is not ConnectionState.CLOSED
+        ):
+            self.connection.close_connection()
+            await self._flush()
+        await super().handle(event)
+
+    async def _handle_events(self, events: list[h2.events.Event]) -> None:
+        for event in events:
+            if isinstance(event, h2.events.DataReceived) and event.stream_id not in self.streams:
+                if event.flow_controlled_length:
+                    self.connection.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                await self._flush()
+            else:
+                await super()._handle_events([event])
+
+
+class _TCPServer(TCPServer):
+    """Hypercorn's per-connection server, with :class:`_H2Protocol` for HTTP/2.
+
+    Hypercorn picks the HTTP/2 protocol class itself (ALPN, h2c upgrade or prior
+    knowledge); its first act is to send the server preface, through
+    :meth:`protocol_send`, before it handles any frame of the client's: that is where
+    the class is swapped, per connection, leaving Hypercorn itself unchanged.
+    """
+
+    async def protocol_send(self, event: HypercornEvent) -> None:
+        protocol = self.protocol.protocol
+        if type(protocol) is H2Protocol:
+            protocol.__class__ = _H2Protocol
+        await super().protocol_send(event)
+
+
+# -- listening sockets ---------------------------------------------------------------
+
+# A classic BPF socket filter: drop TCP segments with SYN set and ACK clear, keep the
+# rest.  A socket filter sees the TCP header at offset 0; the flags are its byte 13.
+_SYN_FILTER = b"".join(
+    struct.pack("HBBI", code, jt, jf, k)
+    for code, jt, jf, k in (
+        (0x30, 0, 0, 13),  # ldb [13]
+        (0x54, 0, 0, 0x12),  # and #(SYN|ACK)
+        (0x15, 0, 1, 0x02),  # jeq #SYN, drop, keep
+        (0x06, 0, 0, 0),  # drop
+        (0x06, 0, 0, 0xFFFFFFFF),  # keep
+    )
+)
+_SO_ATTACH_FILTER = 26
+
+
+def _ignore_new_handshakes(sock: socket.socket) -> None:
+    """Linux: drop new connection attempts (SYNs) from now on; handshakes under way
+    still complete.
+
+    Closing a listening socket resets every connection in its queues (RFC 9293
+    §3.10.7.1), and those clients may have sent their request already.  With SYNs
+    dropped, the queue only holds connections that are accepted before the close;
+    the clients refused meanwhile retransmit their SYN (RFC 6298) and are then refused
+    with a reset *before* the connection exists, which says plainly that nothing was
+    sent.  Elsewhere this is a no-op: the close itself keeps a small window.
+    """
+    if sys.platform != "linux" or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    program = ctypes.create_string_buffer(_SYN_FILTER)
+    fprog = struct.pack("@HP", len(_SYN_FILTER) // 8, ctypes.addressof(program))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
+    except OSError:
+        logger.debug("could not attach the SYN filter", exc_info=True)
+
+
+class _Worker:
+    """Serves ``app`` on the config's binds until ``shutdown_trigger`` returns.
+
+    Then: idle connections are closed, busy ones finish their responses, for at most
+    ``config.graceful_timeout`` seconds; at that deadline every remaining connection
+    is aborted (even a write blocked under Hypercorn's shield).  Hypercorn's
+    ``max_requests`` and the ASGI lifespan protocol are not used: :func:`open_mcp_server`
+    runs the app itself.
+    """
+
+    def __init__(self, app: AppWrapper, config: HypercornConfig, peer_timeout: float | None) -> None:
+        self.app = app
+        self.config = config
+        self.peer_timeout = peer_timeout
+        self.context = WorkerContext(None)
+        self.ssl_context = config.create_ssl_context()
+        self.connections: set[_Connection] = set()
+        self._deadline = math.inf
+
+    async def run(
+        self, shutdown_trigger: Callable[[], Awaitable[None]], task_status: trio.TaskStatus[list[str]]
+    ) -> None:
+        self.config.set_statsd_logger_class(StatsdLogger)
+        sockets = self.config.create_sockets()
+        listening = [(sock, True) for sock in sockets.secure_sockets]
+        listening += [(sock, False) for sock in sockets.insecure_sockets]
+        # trio's wrappers share the stdlib socket (made non-blocking), and close it
+        # the way trio needs (waking any task still waiting on it).
+        wrapped = [trio.socket.from_stdlib_socket(sock) for sock, _ in listening]
+        try:
+            binds = []
+            for sock, tls in listening:
+                sock.listen(self.config.backlog)
+                address = repr_socket_addr(sock.family, sock.getsockname())
+                binds.append(f"{'https' if tls else 'http'}://{address}")
+            async with trio.open_nursery() as connections:
+                async with trio.open_nursery() as acceptors:
+                    for (_, tls), trio_sock in zip(listening, wrapped, strict=True):
+                        acceptors.start_soon(self._accept, trio.SocketListener(trio_sock), tls, connections)
+                    task_status.started(binds)
+                    await shutdown_trigger()
+                    await self._begin_shutdown(connections)
+                    for sock, _ in listening:
+                        _ignore_new_handshakes(sock)
+                    await trio.sleep(min(HANDSHAKE_SETTLE, self.config.graceful_timeout))
+                    acceptors.cancel_scope.cancel()
+                for (sock, tls), trio_sock in zip(listening, wrapped, strict=True):
+                    self._accept_queued(sock, tls, connections)
+                    trio_sock.close()
+        finally:
+            for trio_sock in wrapped:
+                trio_sock.close()
+
+    async def _begin_shutdown(self, connections: trio.Nursery) -> None:
+        # Hypercorn closes idle keep-alive connections, and busy ones after their
+        # current response, once ``terminated`` is set.
+        await self.context.terminated.set()
+        self._deadline = trio.current_time() + self.config.graceful_timeout
+        connections.cancel_scope.deadline = self._deadline
+        for connection in self.connections:
+            connection.set_deadline(self._deadline)
+
+    async def _accept(self, listener: trio.SocketListener, tls: bool, connections: trio.Nursery) -> None:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno not in _ACCEPT_CAPACITY_ERRNOS:
+                    raise
+                # Out of descriptors or memory: wait for connections to end.
+                logger.error("accept() failed: %s; retrying in 100 ms", exc)
+                await trio.sleep(0.1)
+            else:
+                connections.start_soon(self._serve_connection, stream, tls)
+
+    def _accept_queued(self, sock: socket.socket, tls: bool, connections: trio.Nursery) -> None:
+        """Accept what completed its handshake before the listening socket closes."""
+        while True:
+            try:
+                accepted, _ = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno == errno.ECONNABORTED:
+                    continue  # reset by the peer while queued
+                return
+            stream = trio.SocketStream(trio.socket.from_stdlib_socket(accepted))
+            connections.start_soon(self._serve_connection, stream, tls)
+
+    async def _serve_connection(self, stream: trio.SocketStream, tls: bool) -> None:
+        connection = _Connection(stream, self.peer_timeout)
+        connection.set_deadline(self._deadline)
+        self.connections.add(connection)
+        try:
+            served: trio.abc.Stream = connection
+            if tls:
+                assert self.ssl_context is not None
+                served = trio.SSLStream(connection, self.ssl_context, server_side=True, https_compatible=True)
+            try:
+                await _TCPServer(self.app, self.config, self.context, {}, served)  # type: ignore[arg-type]
+            except* Exception as failure:
+                # One connection's failure (a protocol implementation bug, a peer
+                # driving it into an unexpected state) must not end the server.
+                connection.broken = True
+                logger.error("connection from %s failed; closed it", _peer(stream), exc_info=failure)
+        finally:
+            self.connections.discard(connection)
+            if trio.current_time() >= self._deadline and not connection.broken:
+                connection.abort()
+            await connection.close_lingering()
+
+
+def _peer(stream: trio.SocketStream) -> str:
+    try:
+        return repr_socket_addr(stream.socket.family, stream.socket.getpeername())
+    except OSError:
+        return "a closed socket"
+
+
 def _hypercorn_config(
     host: str, port: int, config: TransportConfig, peer_timeout: float | None, **options: Any
-) -> HypercornConfig:
+) -> _HypercornConfig:
     hc = _HypercornConfig()
     hc.peer_timeout = peer_timeout
     hc.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-    # The drain has completed every response before Hypercorn is told to stop; what
-    # remains are idle keep-alive connections, closed at once.
+    # The drain has completed every response before connections are closed; what
+    # remains are idle keep-alive connections, closed at once, and lingering closes.
     hc.graceful_timeout = config.final_send_timeout
     # Log through the standard logging tree (configured by the application), once.
     hc.errorlog = logging.getLogger("hypercorn.error")
     hc.accesslog = options.pop("accesslog", None)
     for key, value in options.items():
         setattr(hc, key, value)
+    if not (0 <= hc.graceful_timeout < math.inf):
+        raise ValueError(f"graceful_timeout must be a finite number of seconds, not {hc.graceful_timeout!r}")
     return hc
+
+
+def _check_peer_timeout(peer_timeout: float | None) -> None:
+    if peer_timeout is not None and not (0 < peer_timeout < math.inf):
+        raise ValueError(f"peer_timeout must be a positive number of seconds or None, not {peer_timeout!r}")
 
 
 @asynccontextmanager
@@ -107,16 +529,21 @@ async def open_mcp_server(
     peer_timeout: float | None = 10.0,
     **hypercorn_options: Any,
 ) -> AsyncIterator[McpHttpServer]:
-    """Serve ``server`` on Hypercorn's trio worker for the duration of the block.
+    """Serve ``server`` with Hypercorn's HTTP/1.1 and HTTP/2 stack for the duration of the block.
 
-    Leaving the block (or calling :meth:`McpHttpServer.shutdown`) drains the server:
-    see :meth:`McpHttpApp.drain`.  Port 0 picks a free port (see ``.port``).
+    Leaving the block (or calling :meth:`McpHttpServer.shutdown`) drains the server
+    (see :meth:`McpHttpApp.drain`), then closes the connections: idle ones at once,
+    the rest when their response is complete, and whatever is left after
+    ``final_send_timeout`` more seconds is aborted.  So the exit is bounded by the
+    drain's bound plus that, whatever the peers do.  Port 0 picks a free port (see
+    ``.port``).
 
-    ``peer_timeout``: a connection whose peer stops reading (or vanishes without a
-    trace) for this many seconds is aborted by the kernel (``TCP_USER_TIMEOUT``, on
-    Linux); ``None`` leaves the system default (many minutes).  This is also what bounds
-    a shutdown that meets a client which stopped reading.
+    ``peer_timeout``: a connection whose peer takes no data for this many seconds while
+    the server writes to it is closed (and, on Linux, the kernel aborts one whose data
+    stays unacknowledged that long: ``TCP_USER_TIMEOUT``).  ``None``: no such limit
+    (a stalled peer then holds its own requests, until shutdown).
     """
+    _check_peer_timeout(peer_timeout)
     config = config or TransportConfig()
     config = replace(
         config,
@@ -126,37 +553,38 @@ async def open_mcp_server(
             allowed_hosts=allowed_hosts,
             allowed_origins=allowed_origins,
         )
-        if config.host_policy == HostPolicy()
+        if config.host_policy is None
         else config.host_policy,
     )
     app = McpHttpApp(server, config)
     hc = _hypercorn_config(host, port, config, peer_timeout=peer_timeout, **hypercorn_options)
+    worker = _Worker(wrap_app(app, hc.wsgi_max_body_size, "asgi"), hc, peer_timeout)  # type: ignore[arg-type]
     shutdown = trio.Event()
-    hypercorn_done = trio.Event()
+    worker_done = trio.Event()
 
     async def drained() -> None:
-        # Hypercorn's shutdown trigger: the drain runs *before* Hypercorn stops, since
-        # Hypercorn cancels connections first and sends lifespan.shutdown after.
+        # The drain runs *before* connections are closed, so every response it
+        # completes still has its connection.
         await shutdown.wait()
         await app.drain()
 
-    async def run_hypercorn(task_status: trio.TaskStatus[list[str]]) -> None:
+    async def run_worker(task_status: trio.TaskStatus[list[str]]) -> None:
         try:
-            await hypercorn_serve(app, hc, shutdown_trigger=drained, task_status=task_status)  # type: ignore[arg-type]
+            await worker.run(drained, task_status)
         finally:
-            hypercorn_done.set()
+            worker_done.set()
 
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(app.run)
-            binds: list[str] = await nursery.start(run_hypercorn)
+            binds: list[str] = await nursery.start(run_worker)
             handle = McpHttpServer(app, binds, shutdown)
             try:
                 yield handle
             finally:
                 # Leaving the block normally drains; cancellation stops at once.
                 shutdown.set()
-                await hypercorn_done.wait()
+                await worker_done.wait()
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         # One error (yours, from inside the block, or the server's) comes out as
