@@ -6,7 +6,16 @@ Both protocol eras on one endpoint: the session-based 2025-03-26 / 2025-06-18 /
 
 from ._config import TransportConfig
 from ._context import Context
-from ._errors import McpError, McpHttpError, ProtocolError, SessionNotFound, ToolError
+from ._errors import (
+    ConfigError,
+    McpError,
+    McpHttpError,
+    ProtocolError,
+    SessionNotFound,
+    StateError,
+    ToolError,
+    UsageError,
+)
 from ._event_store import EventStore, InMemoryEventStore
 from ._http import HostPolicy
 from ._input import InputRequest
@@ -38,6 +47,7 @@ __all__ = [
     "AudioContent",
     "BlobResourceContents",
     "CallToolResult",
+    "ConfigError",
     "Context",
     "EmbeddedResource",
     "EventStore",
@@ -54,11 +64,13 @@ __all__ = [
     "ProtocolError",
     "ResourceLink",
     "SessionNotFound",
+    "StateError",
     "TextContent",
     "TextResourceContents",
     "ToolAnnotations",
     "ToolError",
     "TransportConfig",
+    "UsageError",
     "open_mcp_server",
     "serve",
 ]

@@ -19,7 +19,7 @@ from typing import Any
 import trio
 
 from . import _jsonrpc
-from ._errors import INTERNAL_ERROR, INVALID_REQUEST, ProtocolError
+from ._errors import INTERNAL_ERROR, INVALID_REQUEST, ProtocolError, StateError
 
 __all__ = [
     "JSON_HEADERS",
@@ -100,14 +100,14 @@ class GuardedResponse:
 
     async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         if self._state is not _State.NOT_STARTED:
-            raise RuntimeError("response already started")
+            raise StateError("response already started")
         self._state = _State.STREAMING
         await self._raw({"type": "http.response.start", "status": status, "headers": headers})
 
     async def chunk(self, data: bytes) -> None:
         """One body chunk of a streaming response (``more_body=True``)."""
         if self._state is not _State.STREAMING:
-            raise RuntimeError("response not streaming")
+            raise StateError("response not streaming")
         await self._raw({"type": "http.response.body", "body": data, "more_body": True})
 
     async def finish(self, data: bytes) -> None:
@@ -117,7 +117,7 @@ class GuardedResponse:
         by :meth:`complete`; like the latter, shielded and bounded.
         """
         if self._state is not _State.STREAMING:
-            raise RuntimeError("response not streaming")
+            raise StateError("response not streaming")
         self._state = _State.COMPLETE
         await self._final(self._raw, {"type": "http.response.body", "body": data, "more_body": False})
 

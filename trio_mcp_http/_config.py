@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ._errors import ConfigError, UsageError
 from ._event_store import EventStore, InMemoryEventStore
 from ._http import HostPolicy
 
@@ -69,10 +70,10 @@ class TransportConfig:
     def __post_init__(self) -> None:
         # A wrong setting is an error here, not a server quietly running otherwise.
         if not isinstance(self.path, str) or not self.path.startswith("/"):
-            raise ValueError(f"path must start with '/', not {self.path!r}")
+            raise ConfigError(f"path must start with '/', not {self.path!r}")
         for name in ("json_response", "stateless"):
             if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be a bool, not {getattr(self, name)!r}")
+                raise UsageError(f"{name} must be a bool, not {getattr(self, name)!r}")
         for name in (
             "max_body_size",
             "max_sessions",
@@ -93,21 +94,21 @@ class TransportConfig:
             if value is not None:
                 _positive(name, value, none_hint=True)
         if not isinstance(self.host_policy, HostPolicy) and self.host_policy is not None:
-            raise TypeError(f"host_policy must be a HostPolicy or None, not {self.host_policy!r}")
+            raise UsageError(f"host_policy must be a HostPolicy or None, not {self.host_policy!r}")
         if self.event_store_factory is not None and not callable(self.event_store_factory):
-            raise TypeError("event_store_factory must be callable (or None to disable resumability)")
+            raise UsageError("event_store_factory must be callable (or None to disable resumability)")
         if self.request_state_key is not None and (
             not isinstance(self.request_state_key, bytes) or len(self.request_state_key) < 16
         ):
-            raise ValueError("request_state_key must be at least 16 bytes")
+            raise ConfigError("request_state_key must be at least 16 bytes")
 
 
 def _positive(
     name: str, value: Any, *, integer: bool = False, zero: bool = False, none_hint: bool = False
 ) -> None:
     if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
-        raise TypeError(f"{name} must be {'an integer' if integer else 'a number'}, not {value!r}")
+        raise UsageError(f"{name} must be {'an integer' if integer else 'a number'}, not {value!r}")
     number = float(value)
     if number < 0 or (number == 0 and not zero) or number != number:
         hint = " (use None for never/off)" if none_hint else ""
-        raise ValueError(f"{name} must be {'>= 0' if zero else '> 0'}, not {value!r}{hint}")
+        raise ConfigError(f"{name} must be {'>= 0' if zero else '> 0'}, not {value!r}{hint}")

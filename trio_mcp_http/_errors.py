@@ -19,11 +19,14 @@ __all__ = [
     "PARSE_ERROR",
     "RESOURCE_NOT_FOUND",
     "UNSUPPORTED_PROTOCOL_VERSION",
+    "ConfigError",
     "McpError",
     "McpHttpError",
     "ProtocolError",
     "SessionNotFound",
+    "StateError",
     "ToolError",
+    "UsageError",
 ]
 
 PARSE_ERROR = -32700
@@ -41,6 +44,20 @@ UNSUPPORTED_PROTOCOL_VERSION = -32022
 
 class McpHttpError(Exception):
     """Base class of every exception raised by trio_mcp_http."""
+
+
+class ConfigError(McpHttpError, ValueError):
+    """A setting or argument with a value the library cannot use (also a ``ValueError``)."""
+
+
+class UsageError(McpHttpError, TypeError):
+    """The API called the wrong way: an unknown option, an argument of the wrong type, a
+    handler that is not an async function (also a ``TypeError``)."""
+
+
+class StateError(McpHttpError, RuntimeError):
+    """An operation at the wrong time, such as running an app that already runs (also a
+    ``RuntimeError``)."""
 
 
 class McpError(McpHttpError):

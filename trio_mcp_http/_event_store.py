@@ -10,6 +10,8 @@ import re
 from collections import OrderedDict
 from typing import Protocol
 
+from ._errors import ConfigError
+
 __all__ = ["EventStore", "InMemoryEventStore", "format_event_id", "parse_event_id"]
 
 
@@ -70,7 +72,7 @@ class InMemoryEventStore:
 
     def __init__(self, *, max_events_per_stream: int = 256, max_streams: int = 32) -> None:
         if max_events_per_stream < 1 or max_streams < 1:
-            raise ValueError("event store bounds must be positive")
+            raise ConfigError("event store bounds must be positive")
         self.max_events_per_stream = max_events_per_stream
         self.max_streams = max_streams
         # Lists, not deques: a deque costs ~0.6 KB even for the two events of a typical

@@ -7,7 +7,7 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from ._errors import INVALID_REQUEST, ProtocolError
+from ._errors import INVALID_REQUEST, ConfigError, ProtocolError
 
 __all__ = [
     "HostPolicy",
@@ -139,7 +139,7 @@ def _host_name(entry: str) -> str:
         text = f"[{text}]" if text.count(":") > 1 else text
     authority = _authority(text)
     if authority is None:
-        raise ValueError(f"not a host name: {entry!r}")
+        raise ConfigError(f"not a host name: {entry!r}")
     return authority[0]
 
 
@@ -155,7 +155,7 @@ def _origin_pattern(entry: str) -> str:
         parsed = _origin(text)
         if parsed is not None:
             return f"{parsed[0]}://{parsed[1]}:{parsed[2]}"
-    raise ValueError(f"not an origin (scheme://host[:port] or scheme://host:*): {entry!r}")
+    raise ConfigError(f"not an origin (scheme://host[:port] or scheme://host:*): {entry!r}")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,15 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create
 from pydantic_core import to_jsonable_python
 
 from ._context import Context, InputRequired
-from ._errors import INVALID_PARAMS, METHOD_NOT_FOUND, RESOURCE_NOT_FOUND, McpError, ToolError
+from ._errors import (
+    INVALID_PARAMS,
+    METHOD_NOT_FOUND,
+    RESOURCE_NOT_FOUND,
+    ConfigError,
+    McpError,
+    ToolError,
+    UsageError,
+)
 from ._levels import LOG_LEVELS
 from ._types import (
     BlobResourceContents,
@@ -73,7 +81,7 @@ class _Signature:
     @classmethod
     def of(cls, fn: Handler) -> _Signature:
         if not inspect.iscoroutinefunction(fn):
-            raise TypeError(f"{fn.__qualname__} must be an async function")
+            raise UsageError(f"{fn.__qualname__} must be an async function")
         hints = get_type_hints(fn, include_extras=True)
         ctx_name = _context_param(fn, hints)
         python_signature = inspect.signature(fn)
@@ -82,7 +90,7 @@ class _Signature:
             if name == ctx_name:
                 continue
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-                raise TypeError(f"{fn.__qualname__}: *args/**kwargs are not supported")
+                raise UsageError(f"{fn.__qualname__}: *args/**kwargs are not supported")
             annotation = hints.get(name, Any)
             default = ... if param.default is param.empty else param.default
             fields[name] = (annotation, default)
@@ -273,9 +281,9 @@ class McpServer:
         :meth:`Context.start_task`, so it can gather input by MRTR first.
         """
         if task_support not in ("forbidden", "optional", "required"):
-            raise ValueError(f"task_support must be forbidden, optional or required, not {task_support!r}")
+            raise ConfigError(f"task_support must be forbidden, optional or required, not {task_support!r}")
         if task_start not in ("immediate", "explicit"):
-            raise ValueError(f"task_start must be immediate or explicit, not {task_start!r}")
+            raise ConfigError(f"task_start must be immediate or explicit, not {task_start!r}")
 
         def register(fn: Handler) -> Handler:
             signature = _Signature.of(fn)
@@ -427,7 +435,7 @@ class McpServer:
     def broadcast_log(self, level: str, data: Any, logger_name: str | None = None) -> None:
         """Send ``notifications/message`` to every session that listens (session era)."""
         if level not in LOG_LEVELS:
-            raise ValueError(f"unknown log level {level!r}")
+            raise ConfigError(f"unknown log level {level!r}")
         params: dict[str, Any] = {"level": level, "data": data}
         if logger_name is not None:
             params["logger"] = logger_name

@@ -16,7 +16,7 @@ from . import _decisions, _jsonrpc
 from ._asgi import ClientGone, GuardedResponse, Message, Receive, Send, discard_body, read_body
 from ._config import TransportConfig
 from ._decisions import Era
-from ._errors import INTERNAL_ERROR, INVALID_REQUEST, ProtocolError
+from ._errors import INTERNAL_ERROR, INVALID_REQUEST, ProtocolError, StateError, UsageError
 from ._http import HostPolicy, RequestHeaders
 from ._inflight import Gate, InFlight
 from ._modern import ModernEra
@@ -39,9 +39,9 @@ class McpHttpApp:
 
     def __init__(self, server: McpServer, config: TransportConfig | None = None) -> None:
         if not isinstance(server, McpServer):
-            raise TypeError(f"McpHttpApp serves an McpServer, not {type(server).__name__}")
+            raise UsageError(f"McpHttpApp serves an McpServer, not {type(server).__name__}")
         if config is not None and not isinstance(config, TransportConfig):
-            raise TypeError(f"config must be a TransportConfig, not {type(config).__name__}")
+            raise UsageError(f"config must be a TransportConfig, not {type(config).__name__}")
         self.server = server
         self.config = config or TransportConfig()
         self._running = False
@@ -65,7 +65,7 @@ class McpHttpApp:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own every session and task until cancelled.  Use with ``nursery.start``."""
         if self._running:
-            raise RuntimeError("McpHttpApp.run() is already running")
+            raise StateError("McpHttpApp.run() is already running")
         self._running = True
         self.server.add_listener(self._broadcast)
         try:
