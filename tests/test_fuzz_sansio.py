@@ -24,13 +24,15 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from trio_mcp_http import HostPolicy, InMemoryEventStore, ProtocolError, _jsonrpc, _sse
-from trio_mcp_http._errors import HEADER_MISMATCH, INVALID_REQUEST, PARSE_ERROR
-from trio_mcp_http._event_store import format_event_id, parse_event_id
-from trio_mcp_http._http import RequestHeaders, accepts, is_valid_session_id, new_session_id
-from trio_mcp_http._jsonrpc import Envelope, Kind, parse_body
-from trio_mcp_http._stateless import _matches
-from trio_mcp_http._stateless import header_value as _header_value
+from trio_mcp_http import HostPolicy, InMemoryEventStore, ProtocolError
+from trio_mcp_http.protocol import jsonrpc as _jsonrpc
+from trio_mcp_http.protocol import sse as _sse
+from trio_mcp_http.protocol.errors import HEADER_MISMATCH, INVALID_REQUEST, PARSE_ERROR
+from trio_mcp_http.protocol.event_store import format_event_id, parse_event_id
+from trio_mcp_http.protocol.http import RequestHeaders, accepts, is_valid_session_id, new_session_id
+from trio_mcp_http.protocol.jsonrpc import Envelope, Kind, parse_body
+from trio_mcp_http.protocol.stateless import _matches
+from trio_mcp_http.protocol.stateless import header_value as _header_value
 
 FUZZ = settings(
     max_examples=200,

@@ -39,7 +39,8 @@ from helpers import (
 from hypercorn.protocol.h2 import H2Protocol
 from hypercorn.utils import wrap_app
 
-from trio_mcp_http import McpServer, TransportConfig, _serve
+from trio_mcp_http import McpServer, TransportConfig
+from trio_mcp_http.serving import serve as _serve
 
 BODY = b"x" * 200_000
 MAX_BODY = 65_536

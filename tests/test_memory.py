@@ -25,7 +25,7 @@ from helpers import (
 )
 
 from trio_mcp_http import McpHttpApp, TransportConfig
-from trio_mcp_http._stream import SseStream
+from trio_mcp_http.transport.streams import SseStream
 
 CALLS = 20_000
 WARM_UP = 5_000

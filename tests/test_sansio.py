@@ -10,16 +10,18 @@ import tracemalloc
 import pytest
 from helpers import SseParser
 
-from trio_mcp_http import HostPolicy, InMemoryEventStore, ProtocolError, _jsonrpc, _sse
-from trio_mcp_http._event_store import format_event_id, parse_event_id
-from trio_mcp_http._http import (
+from trio_mcp_http import HostPolicy, InMemoryEventStore, ProtocolError
+from trio_mcp_http.protocol import jsonrpc as _jsonrpc
+from trio_mcp_http.protocol import sse as _sse
+from trio_mcp_http.protocol.event_store import format_event_id, parse_event_id
+from trio_mcp_http.protocol.http import (
     RequestHeaders,
     accepts,
     is_json_content_type,
     is_valid_session_id,
     new_session_id,
 )
-from trio_mcp_http._jsonrpc import Kind, parse_body
+from trio_mcp_http.protocol.jsonrpc import Kind, parse_body
 
 # -- JSON-RPC ----------------------------------------------------------------------------
 

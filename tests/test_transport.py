@@ -1009,7 +1009,7 @@ async def test_stateless_mode_answers_499_at_once_and_lets_the_handler_finish(
 async def test_a_send_that_fails_under_a_lost_connection_means_the_client_is_gone() -> None:
     """Hypercorn can fail a send with a trio resource error when the connection goes
     away under it; that is a vanished client, never an exception in handler code."""
-    from trio_mcp_http._asgi import GuardedResponse
+    from trio_mcp_http.transport.asgi import GuardedResponse
 
     sent: list[dict[str, Any]] = []
 

@@ -4,9 +4,7 @@ Both protocol eras on one endpoint: the session-based 2025-03-26 / 2025-06-18 /
 2025-11-25 revisions and the stateless 2026-07-28 revision.
 """
 
-from ._config import TransportConfig
-from ._context import Context
-from ._errors import (
+from .protocol.errors import (
     ConfigError,
     McpError,
     McpHttpError,
@@ -16,13 +14,10 @@ from ._errors import (
     ToolError,
     UsageError,
 )
-from ._event_store import EventStore, InMemoryEventStore
-from ._http import HostPolicy
-from ._input import InputRequest
-from ._serve import McpHttpServer, open_mcp_server, serve
-from ._server import McpServer
-from ._transport import McpHttpApp
-from ._types import (
+from .protocol.event_store import EventStore, InMemoryEventStore
+from .protocol.http import HostPolicy
+from .protocol.input_requests import InputRequest
+from .protocol.types import (
     Annotations,
     AudioContent,
     BlobResourceContents,
@@ -35,7 +30,12 @@ from ._types import (
     TextResourceContents,
     ToolAnnotations,
 )
-from ._versions import LEGACY_VERSIONS, MODERN_VERSIONS, SUPPORTED_VERSIONS
+from .protocol.versions import LEGACY_VERSIONS, MODERN_VERSIONS, SUPPORTED_VERSIONS
+from .server.context import Context
+from .server.mcp_server import McpServer
+from .serving.serve import McpHttpServer, open_mcp_server, serve
+from .transport.app import McpHttpApp
+from .transport.config import TransportConfig
 
 __version__ = "0.1.0"
 

@@ -12,17 +12,17 @@ from typing import Any
 
 import trio
 
-from . import _decisions, _jsonrpc
-from ._asgi import ClientGone, GuardedResponse, Message, Receive, Send, discard_body, read_body
-from ._config import TransportConfig
-from ._decisions import Era
-from ._errors import INTERNAL_ERROR, INVALID_REQUEST, ProtocolError, StateError, UsageError
-from ._http import HostPolicy, RequestHeaders
-from ._inflight import Gate, InFlight
-from ._modern import ModernEra
-from ._server import McpServer
-from ._session_era import SessionEra
-from ._tasks import TaskRegistry
+from ..protocol import decisions, jsonrpc
+from ..protocol.decisions import Era
+from ..protocol.errors import INTERNAL_ERROR, INVALID_REQUEST, ProtocolError, StateError, UsageError
+from ..protocol.http import HostPolicy, RequestHeaders
+from ..server.mcp_server import McpServer
+from .asgi import ClientGone, GuardedResponse, Message, Receive, Send, discard_body, read_body
+from .config import TransportConfig
+from .gate import Gate, InFlight
+from .session_era import SessionEra
+from .stateless_era import ModernEra
+from .tasks import TaskRegistry
 
 __all__ = ["McpHttpApp", "TransportConfig"]
 
@@ -203,11 +203,11 @@ class McpHttpApp:
             raise ProtocolError(503, INTERNAL_ERROR, "Service Unavailable: server is not running")
         method = scope.get("method")
         if method == "POST":
-            _decisions.check_content_type(headers)
-            _decisions.check_declared_size(headers, self.config.max_body_size)
+            decisions.check_content_type(headers)
+            decisions.check_declared_size(headers, self.config.max_body_size)
             body = await read_body(receive, self.config.max_body_size, self.config.body_timeout, response)
-            parsed = _jsonrpc.parse_body(body)
-            if _decisions.era_of(parsed, headers) is Era.STATELESS:
+            parsed = jsonrpc.parse_body(body)
+            if decisions.era_of(parsed, headers) is Era.STATELESS:
                 assert not isinstance(parsed, list)
                 await self._stateless.handle(parsed, headers, receive, response)
             else:

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, PrivateAttr, StrictInt, StrictStr, TypeAdapter, ValidationError
 from pydantic_core import to_json as _to_json
 
-from ._errors import INVALID_REQUEST, PARSE_ERROR, ProtocolError
+from .errors import INVALID_REQUEST, PARSE_ERROR, ProtocolError
 
 __all__ = [
     "Envelope",

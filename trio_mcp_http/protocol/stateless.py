@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic_core import to_json
 
-from ._errors import (
+from .errors import (
     HEADER_MISMATCH,
     INVALID_PARAMS,
     INVALID_REQUEST,
@@ -29,11 +29,11 @@ from ._errors import (
     McpError,
     ProtocolError,
 )
-from ._http import RequestHeaders, accepts
-from ._jsonrpc import Envelope, Kind
-from ._levels import level_rank
-from ._task_rules import METHODS as TASK_METHODS
-from ._versions import MODERN_VERSIONS
+from .http import RequestHeaders, accepts
+from .jsonrpc import Envelope, Kind
+from .levels import level_rank
+from .tasks import METHODS as TASK_METHODS
+from .versions import MODERN_VERSIONS
 
 __all__ = [
     "CACHEABLE",

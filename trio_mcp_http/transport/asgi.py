@@ -18,8 +18,8 @@ from typing import Any
 
 import trio
 
-from . import _jsonrpc
-from ._errors import INTERNAL_ERROR, INVALID_REQUEST, ProtocolError, StateError
+from ..protocol import jsonrpc
+from ..protocol.errors import INTERNAL_ERROR, INVALID_REQUEST, ProtocolError, StateError
 
 __all__ = [
     "JSON_HEADERS",
@@ -140,7 +140,7 @@ class GuardedResponse:
         await self._raw({"type": "http.response.body", "body": body, "more_body": False})
 
     async def error(self, exc: ProtocolError, request_id: int | str | None = None) -> None:
-        body = _jsonrpc.encode_error(request_id, exc.code, exc.message, exc.data)
+        body = jsonrpc.encode_error(request_id, exc.code, exc.message, exc.data)
         await self.respond(exc.status_hint, JSON_HEADERS + exc.headers, body)
 
     async def complete(self, *, failed: bool) -> None:
@@ -152,7 +152,7 @@ class GuardedResponse:
                 status, message = CLIENT_CLOSED_REQUEST, "Client Closed Request"
             else:
                 status, message = 500, "Internal error" if failed else "Request ended without a response"
-            body = _jsonrpc.encode_error(None, INTERNAL_ERROR, message)
+            body = jsonrpc.encode_error(None, INTERNAL_ERROR, message)
             await self._final(self.respond, status, JSON_HEADERS, body)
 
 

@@ -6,9 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ._errors import ConfigError, UsageError
-from ._event_store import EventStore, InMemoryEventStore
-from ._http import HostPolicy
+from ..protocol.errors import ConfigError, UsageError
+from ..protocol.event_store import EventStore, InMemoryEventStore
+from ..protocol.http import HostPolicy
 
 __all__ = ["TransportConfig"]
 

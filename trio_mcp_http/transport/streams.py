@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from . import _sse
-from ._asgi import GuardedResponse
-from ._event_store import EventStore, format_event_id
+from ..protocol import sse
+from ..protocol.event_store import EventStore, format_event_id
+from .asgi import GuardedResponse
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -104,10 +104,10 @@ class SseStream:
             return
         if self._store is not None:
             self._seq += 1
-            frame = _sse.event(message, id=format_event_id(self.number, self._seq))
+            frame = sse.event(message, id=format_event_id(self.number, self._seq))
             self._store.append(self.number, self._seq, frame)
         else:
-            frame = _sse.event(message)
+            frame = sse.event(message)
         current = self._current
         if current is not None:
             try:
@@ -233,7 +233,7 @@ async def pump(
             except trio.EndOfChannel:
                 return b""
         if frame is None:
-            await response.chunk(_sse.comment())
+            await response.chunk(sse.comment())
             continue
         # Write everything already queued in one chunk: fewer sends under load.
         queued, ended = drain_nowait(channel)

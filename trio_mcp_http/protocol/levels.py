@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._errors import INVALID_PARAMS, McpError
+from .errors import INVALID_PARAMS, McpError
 
 __all__ = ["LOG_LEVELS", "level_rank"]
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ._input import InputRequest
-from ._levels import level_rank
+from ..protocol.input_requests import InputRequest
+from ..protocol.levels import level_rank
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -15,8 +15,7 @@ import trio
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
 from pydantic_core import to_jsonable_python
 
-from ._context import Context, InputRequired
-from ._errors import (
+from ..protocol.errors import (
     INVALID_PARAMS,
     METHOD_NOT_FOUND,
     RESOURCE_NOT_FOUND,
@@ -25,8 +24,8 @@ from ._errors import (
     ToolError,
     UsageError,
 )
-from ._levels import LOG_LEVELS
-from ._types import (
+from ..protocol.levels import LOG_LEVELS
+from ..protocol.types import (
     BlobResourceContents,
     CallToolResult,
     PromptMessage,
@@ -35,6 +34,7 @@ from ._types import (
     ToolAnnotations,
     _Model,
 )
+from .context import Context, InputRequired
 
 __all__ = ["McpServer"]
 

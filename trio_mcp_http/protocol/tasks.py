@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._errors import MISSING_CLIENT_CAPABILITY, McpError
+from .errors import MISSING_CLIENT_CAPABILITY, McpError
 
 __all__ = ["EXTENSION", "METHODS", "TERMINAL", "declares_tasks", "missing_extension"]
 

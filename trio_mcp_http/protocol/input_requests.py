@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ._errors import MISSING_CLIENT_CAPABILITY, McpError
+from .errors import MISSING_CLIENT_CAPABILITY, McpError
 
 __all__ = ["InputRequest", "answer_is_valid", "require_capabilities"]
 

@@ -55,10 +55,10 @@ from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import AppWrapper
 from hypercorn.utils import repr_socket_addr, wrap_app
 
-from ._config import TransportConfig
-from ._http import HostPolicy
-from ._server import McpServer
-from ._transport import McpHttpApp
+from ..protocol.http import HostPolicy
+from ..server.mcp_server import McpServer
+from ..transport.app import McpHttpApp
+from ..transport.config import TransportConfig
 
 __all__ = ["McpHttpServer", "open_mcp_server", "serve"]
 

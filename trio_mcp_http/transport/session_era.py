@@ -13,19 +13,19 @@ from typing import Any
 
 import trio
 
-from . import _decisions, _jsonrpc, _sse
-from ._asgi import JSON_HEADERS, SSE_HEADERS, GuardedResponse, Receive, watch_disconnect
-from ._config import TransportConfig
-from ._errors import INVALID_PARAMS, INVALID_REQUEST, ProtocolError, SessionNotFound
-from ._event_store import parse_event_id
-from ._http import RequestHeaders, new_session_id
-from ._inflight import Gate
-from ._jsonrpc import Envelope, Kind
-from ._levels import level_rank
-from ._server import McpServer
-from ._session import Session
-from ._stream import Attachment, JsonSlot, drain_nowait, pump
-from ._versions import DEFAULT_LEGACY_VERSION, negotiate_legacy
+from ..protocol import decisions, jsonrpc, sse
+from ..protocol.errors import INVALID_PARAMS, INVALID_REQUEST, ProtocolError, SessionNotFound
+from ..protocol.event_store import parse_event_id
+from ..protocol.http import RequestHeaders, new_session_id
+from ..protocol.jsonrpc import Envelope, Kind
+from ..protocol.levels import level_rank
+from ..protocol.versions import DEFAULT_LEGACY_VERSION, negotiate_legacy
+from ..server.mcp_server import McpServer
+from .asgi import JSON_HEADERS, SSE_HEADERS, GuardedResponse, Receive, watch_disconnect
+from .config import TransportConfig
+from .gate import Gate
+from .session import Session
+from .streams import Attachment, JsonSlot, drain_nowait, pump
 
 __all__ = ["SessionEra"]
 
@@ -83,7 +83,7 @@ class SessionEra:
 
     def broadcast(self, method: str, params: dict[str, Any] | None) -> None:
         """A server-wide notification: to each session's GET stream, exactly once."""
-        message = _jsonrpc.encode_notification(method, params)
+        message = jsonrpc.encode_notification(method, params)
         uri = params.get("uri") if params else None
         level = params.get("level") if method == "notifications/message" and params else None
         for session in self._sessions.values():
@@ -98,7 +98,7 @@ class SessionEra:
             del self._sessions[session.id]
 
     def _session_for(self, headers: RequestHeaders) -> Session:
-        session = self._sessions.get(_decisions.session_id_of(headers))
+        session = self._sessions.get(decisions.session_id_of(headers))
         if session is None:
             raise SessionNotFound
         return session
@@ -112,15 +112,15 @@ class SessionEra:
         receive: Receive,
         response: GuardedResponse,
     ) -> None:
-        _decisions.check_post_accept(headers, json_response=self.config.json_response)
+        decisions.check_post_accept(headers, json_response=self.config.json_response)
         batch = isinstance(parsed, list)
         messages = parsed if isinstance(parsed, list) else [parsed]
-        initialize = _decisions.split_initialize(messages)
+        initialize = decisions.split_initialize(messages)
         if initialize is not None:
             await self._initialize(initialize, receive, response)
             return
         # T-71 (initialize itself may name any version: T-101 negotiates).
-        _decisions.check_session_version(headers)
+        decisions.check_session_version(headers)
         if self.config.stateless:
             version = headers.get("mcp-protocol-version") or DEFAULT_LEGACY_VERSION
             await self._deliver_stateless(version, {}, None, messages, receive, response, batch)
@@ -257,7 +257,7 @@ class SessionEra:
                         return
         headers = JSON_HEADERS + (extra_headers or [])
         # A batch (2025-03-26) is answered with an array, as JSON-RPC 2.0 §6 says.
-        body = _jsonrpc.encode_batch(slot.messages) if batch else slot.messages[0]
+        body = jsonrpc.encode_batch(slot.messages) if batch else slot.messages[0]
         await response.respond(200, headers, body)
 
     async def _answer_sse(
@@ -311,7 +311,7 @@ class SessionEra:
         if attachment.detached and stream.resumable:
             # The connection ends but the stream did not end on it: tell the client when
             # to come back for the rest (T-55).
-            tail += _sse.retry(stream.retry_ms or self.config.retry_ms)
+            tail += sse.retry(stream.retry_ms or self.config.retry_ms)
         # The last frames and the end of the body in one message: for a typical POST
         # stream (priming event + response) one send per response fewer, ~10-15 % of its
         # server CPU (see docs/benchmarks.md).
@@ -327,9 +327,9 @@ class SessionEra:
                 "Method Not Allowed: no GET stream in stateless mode",
                 headers=[(b"allow", b"POST")],
             )
-        _decisions.check_stream_accept(headers)
+        decisions.check_stream_accept(headers)
         session = self._session_for(headers)
-        _decisions.check_session_version(headers)
+        decisions.check_session_version(headers)
         self.gate.admit()
         last_event_id = headers.get("last-event-id")
         if last_event_id is not None:
@@ -372,6 +372,6 @@ class SessionEra:
                 headers=[(b"allow", b"POST")],
             )
         session = self._session_for(headers)
-        _decisions.check_session_version(headers)
+        decisions.check_session_version(headers)
         session.terminate()
         await response.respond(204, [])

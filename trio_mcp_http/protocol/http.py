@@ -7,7 +7,7 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from ._errors import INVALID_REQUEST, ConfigError, ProtocolError
+from .errors import INVALID_REQUEST, ConfigError, ProtocolError
 
 __all__ = [
     "HostPolicy",

@@ -8,8 +8,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
-from . import _jsonrpc
-from ._errors import (
+from ..protocol import jsonrpc
+from ..protocol.errors import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
     METHOD_NOT_FOUND,
@@ -51,7 +51,7 @@ async def run_handler(
         result = await call()
     except Exception as exc:
         return _error(request_id, failure(exc, method), stateless=stateless)
-    return Answer(200, _jsonrpc.encode_result(request_id, result))
+    return Answer(200, jsonrpc.encode_result(request_id, result))
 
 
 def failure(exc: Exception, method: str) -> McpError:
@@ -74,11 +74,11 @@ def _error(request_id: int | str, error: McpError, *, stateless: bool) -> Answer
             status = 404
         elif code == MISSING_CLIENT_CAPABILITY:
             status = 400
-    return Answer(status, _jsonrpc.encode_error(request_id, code, error.message, error.data))
+    return Answer(status, jsonrpc.encode_error(request_id, code, error.message, error.data))
 
 
 def cancelled(request_id: int | str, reason: str | None) -> Answer:
     """The answer of a request cancelled for ``reason`` (``client``, ``shutdown`` or
     ``session terminated``)."""
     message = _CANCELLED.get(reason or "", "Request cancelled")
-    return Answer(200, _jsonrpc.encode_error(request_id, INTERNAL_ERROR, message))
+    return Answer(200, jsonrpc.encode_error(request_id, INTERNAL_ERROR, message))

@@ -10,7 +10,7 @@ import re
 from collections import OrderedDict
 from typing import Protocol
 
-from ._errors import ConfigError
+from .errors import ConfigError
 
 __all__ = ["EventStore", "InMemoryEventStore", "format_event_id", "parse_event_id"]
 

@@ -29,15 +29,15 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._context import Context, InputRequired, Outlet
-from ._errors import INTERNAL_ERROR, INVALID_PARAMS, McpError
-from ._inflight import InFlight
-from ._input import InputRequest, answer_is_valid, require_capabilities
-from ._runner import failure
-from ._task_rules import TERMINAL, declares_tasks, missing_extension
+from ..protocol.errors import INTERNAL_ERROR, INVALID_PARAMS, McpError
+from ..protocol.input_requests import InputRequest, answer_is_valid, require_capabilities
+from ..protocol.tasks import TERMINAL, declares_tasks, missing_extension
+from ..server.context import Context, InputRequired, Outlet
+from .gate import InFlight
+from .runner import failure
 
 if TYPE_CHECKING:
-    from ._server import McpServer
+    from ..server.mcp_server import McpServer
 
 __all__ = ["Task", "TaskRegistry"]
 

@@ -7,7 +7,7 @@ from types import TracebackType
 
 import trio
 
-from ._errors import INTERNAL_ERROR, ProtocolError
+from ..protocol.errors import INTERNAL_ERROR, ProtocolError
 
 __all__ = ["Gate", "InFlight"]
 

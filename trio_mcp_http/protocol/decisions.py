@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import enum
 
-from ._errors import INVALID_REQUEST, ProtocolError
-from ._http import RequestHeaders, accepts, is_json_content_type, is_valid_session_id
-from ._jsonrpc import Envelope, Kind
-from ._stateless import META_VERSION
-from ._versions import LEGACY_VERSIONS
+from .errors import INVALID_REQUEST, ProtocolError
+from .http import RequestHeaders, accepts, is_json_content_type, is_valid_session_id
+from .jsonrpc import Envelope, Kind
+from .stateless import META_VERSION
+from .versions import LEGACY_VERSIONS
 
 __all__ = [
     "Era",

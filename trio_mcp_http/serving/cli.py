@@ -12,9 +12,9 @@ from typing import Any
 
 import trio
 
-from ._config import TransportConfig
-from ._serve import serve
-from ._server import McpServer
+from ..server.mcp_server import McpServer
+from ..transport.config import TransportConfig
+from .serve import serve
 
 __all__ = ["main"]
 

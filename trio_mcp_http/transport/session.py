@@ -22,23 +22,23 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from . import _jsonrpc
-from ._context import Context
-from ._errors import INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, McpError
-from ._input import InputRequest
-from ._levels import level_rank
-from ._runner import cancelled, run_handler
-from ._stream import JsonSlot, SseStream
-from ._versions import at_least
+from ..protocol import jsonrpc
+from ..protocol.errors import INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, McpError
+from ..protocol.input_requests import InputRequest
+from ..protocol.levels import level_rank
+from ..protocol.versions import at_least
+from ..server.context import Context
+from .runner import cancelled, run_handler
+from .streams import JsonSlot, SseStream
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ._config import TransportConfig
-    from ._event_store import EventStore
-    from ._inflight import Gate
-    from ._jsonrpc import Envelope
-    from ._server import McpServer
+    from ..protocol.event_store import EventStore
+    from ..protocol.jsonrpc import Envelope
+    from ..server.mcp_server import McpServer
+    from .config import TransportConfig
+    from .gate import Gate
 
 __all__ = ["Session"]
 
@@ -277,7 +277,7 @@ class Session:
             # Answers are matched to requests by id alone; a second request in flight
             # under the same id would make both ambiguous (and cancellable by mistake).
             refused = f"Invalid Request: id {request.request_id!r} is already in use by a request in flight"
-            outbox.publish_final(_jsonrpc.encode_error(request.request_id, INVALID_REQUEST, refused))
+            outbox.publish_final(jsonrpc.encode_error(request.request_id, INVALID_REQUEST, refused))
             return
         running = _Running()
         self._in_flight[request.request_id] = running
@@ -398,7 +398,7 @@ class Session:
         request_id = self._next_request_id
         pending = _Pending()
         self._pending[request_id] = pending
-        message = _jsonrpc.encode_request(request_id, method, params)
+        message = jsonrpc.encode_request(request_id, method, params)
         try:
             if not self.send_related(message, via):
                 raise McpError(
@@ -443,7 +443,7 @@ class _SessionOutlet:
         self._outbox = outbox
 
     async def notify(self, method: str, params: dict[str, Any] | None) -> None:
-        self._session.send_related(_jsonrpc.encode_notification(method, params), self._outbox)
+        self._session.send_related(jsonrpc.encode_notification(method, params), self._outbox)
         await trio.lowlevel.checkpoint()
 
     async def ask(self, requests: dict[str, InputRequest]) -> dict[str, Any]:

@@ -18,18 +18,12 @@ from typing import Any
 
 import trio
 
-from . import _jsonrpc, _sse
-from ._asgi import JSON_HEADERS, SSE_HEADERS, GuardedResponse, Receive, watch_disconnect
-from ._config import TransportConfig
-from ._context import Context, InputRequired
-from ._errors import INTERNAL_ERROR, INVALID_PARAMS, McpError, ProtocolError
-from ._http import RequestHeaders, accepts
-from ._inflight import Gate
-from ._input import InputRequest, answer_is_valid, require_capabilities
-from ._jsonrpc import Envelope, Kind
-from ._runner import Answer, cancelled, run_handler
-from ._server import McpServer
-from ._stateless import (
+from ..protocol import jsonrpc, sse
+from ..protocol.errors import INTERNAL_ERROR, INVALID_PARAMS, McpError, ProtocolError
+from ..protocol.http import RequestHeaders, accepts
+from ..protocol.input_requests import InputRequest, answer_is_valid, require_capabilities
+from ..protocol.jsonrpc import Envelope, Kind
+from ..protocol.stateless import (
     CACHEABLE,
     LIST_CHANGED,
     MAY_REQUIRE_INPUT,
@@ -43,11 +37,17 @@ from ._stateless import (
     header_params,
     validate,
 )
-from ._stream import pump
-from ._task_rules import EXTENSION as TASKS_EXTENSION
-from ._task_rules import METHODS as TASK_METHODS
-from ._tasks import TaskRegistry
-from ._versions import MODERN_VERSIONS
+from ..protocol.tasks import EXTENSION as TASKS_EXTENSION
+from ..protocol.tasks import METHODS as TASK_METHODS
+from ..protocol.versions import MODERN_VERSIONS
+from ..server.context import Context, InputRequired
+from ..server.mcp_server import McpServer
+from .asgi import JSON_HEADERS, SSE_HEADERS, GuardedResponse, Receive, watch_disconnect
+from .config import TransportConfig
+from .gate import Gate
+from .runner import Answer, cancelled, run_handler
+from .streams import pump
+from .tasks import TaskRegistry
 
 __all__ = ["ModernEra"]
 
@@ -81,7 +81,7 @@ class _Listener:
     def tagged(self, method: str, params: dict[str, Any] | None) -> bytes:
         body = dict(params or {})
         body["_meta"] = {**body.get("_meta", {}), META_SUBSCRIPTION: self.listen_id}
-        return _jsonrpc.encode_notification(method, body)
+        return jsonrpc.encode_notification(method, body)
 
 
 class ModernEra:
@@ -112,7 +112,7 @@ class ModernEra:
         for listener in list(self._listeners):
             if listener.wants(method, params):
                 try:
-                    listener.send.send_nowait(_sse.event(listener.tagged(method, params), event="message"))
+                    listener.send.send_nowait(sse.event(listener.tagged(method, params), event="message"))
                 except trio.WouldBlock:
                     # Too slow to keep up with change signals: end its stream, the
                     # client re-listens and re-reads the lists (the slow-reader policy).
@@ -196,7 +196,7 @@ class ModernEra:
                 answer = cancelled(request_id, "shutdown")
             if outlet.streaming:
                 # The answer is the stream's last event; the writer flushes and ends.
-                await outlet.finish(None if answer is None else _sse.event(answer.body))
+                await outlet.finish(None if answer is None else sse.event(answer.body))
             nursery.cancel_scope.cancel()
         if response.client_gone or response.started or answer is None:
             return  # T-75: nothing more is sent; the guard completes the response.
@@ -293,14 +293,14 @@ class ModernEra:
         try:
             await response.start(200, SSE_HEADERS)
             ack = listener.tagged("notifications/subscriptions/acknowledged", {"notifications": honoured})
-            await response.chunk(_sse.event(ack))
+            await response.chunk(sse.event(ack))
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(watch_disconnect, receive, response, nursery.cancel_scope)
                 with channel:
                     await pump(channel, response, self.config.keepalive_interval)
                 # The server ended the subscription (shutdown): say so with its result.
                 final = {"resultType": "complete", "_meta": {META_SUBSCRIPTION: listen_id}}
-                await response.chunk(_sse.event(_jsonrpc.encode_result(listen_id, final)))
+                await response.chunk(sse.event(jsonrpc.encode_result(listen_id, final)))
                 nursery.cancel_scope.cancel()
         finally:
             self._listeners.discard(listener)
@@ -389,7 +389,7 @@ class _ModernOutlet:
             assert self.nursery is not None
             self._send, receive = trio.open_memory_channel[bytes](self._buffer_size)
             self.nursery.start_soon(self._write, receive)
-        self._publish(_sse.event(_jsonrpc.encode_notification(method, params)))
+        self._publish(sse.event(jsonrpc.encode_notification(method, params)))
 
     def _publish(self, frame: bytes) -> None:
         assert self._send is not None
