@@ -219,6 +219,30 @@ async def test_a_stalled_reader_without_peer_timeout_does_not_hold_the_exit(mcp_
     assert took <= grace + 3 * final + _serve.HANDSHAKE_SETTLE + 0.5, took
 
 
+async def test_cancelling_the_server_does_not_wait_for_a_stalled_reader(mcp_server: McpServer) -> None:
+    """Cancellation stops the server at once, writes blocked under Hypercorn's shield
+    included, even with ``peer_timeout=None``."""
+    with trio.fail_after(30):
+        async with trio.open_nursery() as guard:
+            with trio.CancelScope() as scope:
+                async with serving(mcp_server, hypercorn={"peer_timeout": None}) as (handle, client):
+                    session = await client.open_session()
+                    headers = POST_HEADERS | {"mcp-session-id": session, "mcp-protocol-version": LATEST}
+                    body = json.dumps(call_tool(1, "chatter", count=400, size=65536)).encode()
+                    stalled = await HttpStream.open(handle.port, "POST", headers, body)
+                    guard.start_soon(_close_after, 10.0, stalled)
+                    assert await stalled.read_head() == 200
+                    # The server's writer has filled the socket buffers by now.
+                    assert (await client.post(request(2, "ping"), session)).status_code == 200
+                    began = trio.current_time()
+                    scope.cancel()
+                    await trio.sleep_forever()
+            took = trio.current_time() - began
+            guard.cancel_scope.cancel()
+        await stalled.aclose()
+    assert took < 1.0, took
+
+
 async def _close_after(seconds: float, stream: HttpStream) -> None:
     await trio.sleep(seconds)
     await stream.aclose()

@@ -55,6 +55,7 @@ from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import AppWrapper
 from hypercorn.utils import repr_socket_addr, wrap_app
 
+from ..protocol.errors import ConfigError
 from ..protocol.http import HostPolicy
 from ..server.mcp_server import McpServer
 from ..transport.app import McpHttpApp
@@ -197,11 +198,10 @@ class _Connection(trio.abc.HalfCloseableStream):
                     self.broken = True
                     if self._closing:
                         raise trio.ClosedResourceError("connection closed")
-                    raise trio.BrokenResourceError(
-                        f"peer took no data for {self._peer_timeout:g} s"
-                        if trio.current_time() < self._deadline
-                        else "connection aborted at the shutdown deadline"
-                    )
+                    if trio.current_time() >= self._deadline:
+                        raise trio.BrokenResourceError("connection aborted at the shutdown deadline")
+                    logger.debug("closing a connection whose peer took no data for %g s", self._peer_timeout)
+                    raise trio.BrokenResourceError(f"peer took no data for {self._peer_timeout:g} s")
 
     async def wait_send_all_might_not_block(self) -> None:
         with self._scope() as scope:
@@ -409,22 +409,34 @@ class _Worker:
                 address = repr_socket_addr(sock.family, sock.getsockname())
                 binds.append(f"{'https' if tls else 'http'}://{address}")
             async with trio.open_nursery() as connections:
-                async with trio.open_nursery() as acceptors:
-                    for (_, tls), trio_sock in zip(listening, wrapped, strict=True):
-                        acceptors.start_soon(self._accept, trio.SocketListener(trio_sock), tls, connections)
-                    task_status.started(binds)
-                    await shutdown_trigger()
-                    await self._begin_shutdown(connections)
-                    for sock, _ in listening:
-                        _ignore_new_handshakes(sock)
-                    await trio.sleep(min(HANDSHAKE_SETTLE, self.config.graceful_timeout))
-                    acceptors.cancel_scope.cancel()
-                for (sock, tls), trio_sock in zip(listening, wrapped, strict=True):
-                    self._accept_queued(sock, tls, connections)
-                    trio_sock.close()
+                try:
+                    async with trio.open_nursery() as acceptors:
+                        for (_, tls), trio_sock in zip(listening, wrapped, strict=True):
+                            listener = trio.SocketListener(trio_sock)
+                            acceptors.start_soon(self._accept, listener, tls, connections)
+                        task_status.started(binds)
+                        await shutdown_trigger()
+                        await self._begin_shutdown(connections)
+                        for sock, _ in listening:
+                            _ignore_new_handshakes(sock)
+                        await trio.sleep(min(HANDSHAKE_SETTLE, self.config.graceful_timeout))
+                        acceptors.cancel_scope.cancel()
+                    for (sock, tls), trio_sock in zip(listening, wrapped, strict=True):
+                        self._accept_queued(sock, tls, connections)
+                        trio_sock.close()
+                except BaseException:
+                    # Cancelled or failed: stop now, writes blocked under Hypercorn's
+                    # shield included, rather than wait for the connections to finish.
+                    self._abort_all()
+                    raise
         finally:
             for trio_sock in wrapped:
                 trio_sock.close()
+
+    def _abort_all(self) -> None:
+        self._deadline = -math.inf
+        for connection in self.connections:
+            connection.abort()
 
     async def _begin_shutdown(self, connections: trio.Nursery) -> None:
         # Hypercorn closes idle keep-alive connections, and busy ones after their
@@ -465,6 +477,8 @@ class _Worker:
     async def _serve_connection(self, stream: trio.SocketStream, tls: bool) -> None:
         connection = _Connection(stream, self.peer_timeout)
         connection.set_deadline(self._deadline)
+        if self._deadline == -math.inf:
+            connection.abort()
         self.connections.add(connection)
         try:
             served: trio.abc.Stream = connection
@@ -507,13 +521,13 @@ def _hypercorn_config(
     for key, value in options.items():
         setattr(hc, key, value)
     if not (0 <= hc.graceful_timeout < math.inf):
-        raise ValueError(f"graceful_timeout must be a finite number of seconds, not {hc.graceful_timeout!r}")
+        raise ConfigError(f"graceful_timeout must be a finite number of seconds, not {hc.graceful_timeout!r}")
     return hc
 
 
 def _check_peer_timeout(peer_timeout: float | None) -> None:
     if peer_timeout is not None and not (0 < peer_timeout < math.inf):
-        raise ValueError(f"peer_timeout must be a positive number of seconds or None, not {peer_timeout!r}")
+        raise ConfigError(f"peer_timeout must be a positive number of seconds or None, not {peer_timeout!r}")
 
 
 @asynccontextmanager
