@@ -16,8 +16,11 @@ from conftest import LogWatch
 from helpers import (
     ACCEPT_BOTH,
     JSON_CT,
+    LATEST,
+    POST_HEADERS,
     Client,
     Controller,
+    HttpStream,
     InMemoryClient,
     SseParser,
     call_tool,
@@ -881,6 +884,57 @@ async def test_app_started_by_the_lifespan_protocol(mcp_server: McpServer, logs:
             stop.set()
         assert not app.running
         assert app.statistics()["sessions"] == 0
+    assert logs.errors() == []
+
+
+@pytest.mark.parametrize("json_response", [False, True])
+async def test_plain_hypercorn_cancelling_calls_still_answers_them(
+    mcp_server: McpServer, ctl: Controller, logs: LogWatch, json_response: bool
+) -> None:
+    """Under plain Hypercorn (no drain before it stops), Hypercorn cancels the app's
+    calls at its graceful timeout: each request in flight still gets exactly one
+    JSON-RPC error, written in the shielded final send, in both eras."""
+    from test_modern import modern_headers, modern_request
+
+    app = McpHttpApp(mcp_server, TransportConfig(json_response=json_response))
+    config = HypercornConfig()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = None
+    config.graceful_timeout = 0.5
+    stop = trio.Event()
+    answers: dict[str, list[dict[str, Any]]] = {}
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            binds = await nursery.start(partial(hypercorn_serve, app, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
+            port = int(binds[0].rsplit(":", 1)[1])
+            async with httpx.AsyncClient() as http:
+                session = await Client(http, binds[0] + "/mcp").open_session()
+
+            async def call(name: str, body: dict[str, Any], headers: dict[str, str]) -> None:
+                reader = await HttpStream.open(port, "POST", headers, json.dumps(body).encode())
+                try:
+                    await reader.read_head()
+                    blocks = await reader.read_to_end()
+                    assert reader.eof  # a complete response, not a cut connection
+                    sse = reader.headers.get("content-type", "").startswith("text/event-stream")
+                    answers[name] = messages_of(blocks) if sse else [json.loads(reader.body)]
+                finally:
+                    await reader.aclose()
+
+            session_headers = {**POST_HEADERS, "mcp-session-id": session, "mcp-protocol-version": LATEST}
+            stateless = modern_request(8, "tools/call", {"name": "hold", "arguments": {"key": "s"}})
+            async with trio.open_nursery() as calls:
+                calls.start_soon(call, "session", call_tool(7, "hold", key="h"), session_headers)
+                calls.start_soon(call, "stateless", stateless, modern_headers(stateless))
+                await ctl.started["h"].wait()
+                await ctl.started["s"].wait()
+                stop.set()
+    for name, request_id in (("session", 7), ("stateless", 8)):
+        responses = [m for m in answers[name] if "id" in m]
+        assert len(responses) == 1, (name, answers[name])
+        assert responses[0]["id"] == request_id
+        assert responses[0]["error"]["code"] == -32603
+        assert "shutting down" in responses[0]["error"]["message"]
     assert logs.errors() == []
 
 

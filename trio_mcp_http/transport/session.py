@@ -53,10 +53,11 @@ MAX_SUBSCRIPTIONS = 1024
 class _Running:
     """One in-flight request: its scope, and why it was cancelled (if it was)."""
 
-    __slots__ = ("reason", "scope")
+    __slots__ = ("outbox", "reason", "scope")
 
-    def __init__(self) -> None:
+    def __init__(self, outbox: Outbox) -> None:
         self.scope = trio.CancelScope()
+        self.outbox = outbox
         self.reason: str | None = None
 
     def cancel(self, reason: str) -> None:
@@ -279,7 +280,7 @@ class Session:
             refused = f"Invalid Request: id {request.request_id!r} is already in use by a request in flight"
             outbox.publish_final(jsonrpc.encode_error(request.request_id, INVALID_REQUEST, refused))
             return
-        running = _Running()
+        running = _Running(outbox)
         self._in_flight[request.request_id] = running
         self._busy_change(+1)
         self.gate.handlers.enter()
@@ -365,6 +366,12 @@ class Session:
         running = self._in_flight.get(request_id) if type(request_id) in (int, str) else None
         if running is not None:
             running.cancel(reason)
+
+    def cancel_answering_on(self, outbox: Outbox, reason: str) -> None:
+        """Cancel the requests whose answers are owed on ``outbox``."""
+        for running in list(self._in_flight.values()):
+            if running.outbox is outbox:
+                running.cancel(reason)
 
     def cancel_all(self, reason: str) -> None:
         for running in list(self._in_flight.values()):

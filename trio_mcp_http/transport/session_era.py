@@ -249,12 +249,43 @@ class SessionEra:
         if not slot.done:
             # Wait for the answer or for the client to leave, whichever is first; the
             # handler wakes us by cancelling ``waiter`` (no watcher task needed).
+            answered = False
+            try:
+                with trio.CancelScope() as waiter:
+                    slot.waiter = waiter
+                    while True:
+                        if (await receive())["type"] == "http.disconnect":
+                            response.client_gone = True
+                            return
+                answered = True
+            finally:
+                if not answered and not response.client_gone:
+                    # Cancelled from outside (see _stream_out): answer with the
+                    # requests' errors, shielded and bounded.
+                    await self._last_json_words(session, slot, response, extra_headers, batch)
+        await self._json_answer(slot, response, extra_headers, batch)
+
+    async def _last_json_words(
+        self,
+        session: Session,
+        slot: JsonSlot,
+        response: GuardedResponse,
+        extra_headers: ExtraHeaders | None,
+        batch: bool,
+    ) -> None:
+        with trio.CancelScope(shield=True) as last_words:
+            last_words.deadline = trio.current_time() + self.config.final_send_timeout
             with trio.CancelScope() as waiter:
                 slot.waiter = waiter
-                while True:
-                    if (await receive())["type"] == "http.disconnect":
-                        response.client_gone = True
-                        return
+                session.cancel_answering_on(slot, "shutdown")
+                if not slot.done:
+                    await trio.sleep_forever()
+            if slot.done:
+                await self._json_answer(slot, response, extra_headers, batch)
+
+    async def _json_answer(
+        self, slot: JsonSlot, response: GuardedResponse, extra_headers: ExtraHeaders | None, batch: bool
+    ) -> None:
         headers = JSON_HEADERS + (extra_headers or [])
         # A batch (2025-03-26) is answered with an array, as JSON-RPC 2.0 §6 says.
         body = jsonrpc.encode_batch(slot.messages) if batch else slot.messages[0]
@@ -273,7 +304,7 @@ class SessionEra:
         session.prime(stream)
         for request in requests:
             session.start(request, stream)
-        await self._stream_out(attachment, receive, response, extra_headers)
+        await self._stream_out(attachment, receive, response, extra_headers, session)
 
     async def _stream_out(
         self,
@@ -281,6 +312,7 @@ class SessionEra:
         receive: Receive,
         response: GuardedResponse,
         extra_headers: ExtraHeaders | None = None,
+        session: Session | None = None,
     ) -> None:
         """Carry one stream on this response until its channel closes or the client leaves."""
         stream = attachment.stream
@@ -304,6 +336,16 @@ class SessionEra:
                 await self._finish_stream(attachment, response, tail)
                 nursery.cancel_scope.cancel()
         finally:
+            # Left without completing (cancelled from outside, e.g. plain Hypercorn at
+            # its graceful timeout, with no drain first): the requests owed on this
+            # stream are cancelled now and their JSON-RPC errors written, shielded and
+            # bounded, so each still gets its one answer.
+            if session is not None and not response.client_gone and not response.completed:
+                with trio.CancelScope(shield=True) as last_words:
+                    last_words.deadline = trio.current_time() + self.config.final_send_timeout
+                    session.cancel_answering_on(stream, "shutdown")
+                    tail = await pump(attachment.receive, response, None, hold_last=True)
+                    await self._finish_stream(attachment, response, tail)
             stream.release(attachment)
 
     async def _finish_stream(self, attachment: Attachment, response: GuardedResponse, tail: bytes) -> None:

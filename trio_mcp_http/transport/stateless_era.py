@@ -180,24 +180,39 @@ class ModernEra:
             keepalive_interval=config.keepalive_interval,
         )
         answer: Answer | None = None
-        async with trio.open_nursery() as nursery:
-            outlet.nursery = nursery
-            nursery.start_soon(watch_disconnect, receive, response, call)
-            self._calls.add(call)
-            self.gate.handlers.enter()
-            try:
-                with call:
-                    answer = await self._answer(method, request_id, params, meta, outlet)
-            finally:
-                # The handler is done; what remains is writing its answer.
-                self._calls.discard(call)
-                self.gate.handlers.leave()
-            if answer is None and not outlet.too_slow:  # cancelled by the drain
-                answer = cancelled(request_id, "shutdown")
-            if outlet.streaming:
-                # The answer is the stream's last event; the writer flushes and ends.
-                await outlet.finish(None if answer is None else sse.event(answer.body))
-            nursery.cancel_scope.cancel()
+        left = True
+        try:
+            async with trio.open_nursery() as nursery:
+                outlet.nursery = nursery
+                nursery.start_soon(watch_disconnect, receive, response, call)
+                self._calls.add(call)
+                self.gate.handlers.enter()
+                try:
+                    with call:
+                        answer = await self._answer(method, request_id, params, meta, outlet)
+                finally:
+                    # The handler is done; what remains is writing its answer.
+                    self._calls.discard(call)
+                    self.gate.handlers.leave()
+                if answer is None and not outlet.too_slow:  # cancelled by the drain
+                    answer = cancelled(request_id, "shutdown")
+                if outlet.streaming:
+                    # The answer is the stream's last event; the writer flushes and ends.
+                    await outlet.finish(None if answer is None else sse.event(answer.body))
+                nursery.cancel_scope.cancel()
+            left = False
+        finally:
+            # Left without an answer (cancelled from outside, e.g. plain Hypercorn at
+            # its graceful timeout, with no drain first): the request still gets its
+            # error, shielded and bounded.
+            if left and not response.client_gone and not outlet.too_slow and not response.completed:
+                with trio.CancelScope(shield=True) as last_words:
+                    last_words.deadline = trio.current_time() + self.config.final_send_timeout
+                    final = cancelled(request_id, "shutdown")
+                    if response.started:
+                        await response.finish(sse.event(final.body))
+                    else:
+                        await response.respond(final.status, JSON_HEADERS, final.body)
         if response.client_gone or response.started or answer is None:
             return  # T-75: nothing more is sent; the guard completes the response.
         await response.respond(answer.status, JSON_HEADERS, answer.body)
