@@ -489,8 +489,9 @@ class _Worker:
                 await _TCPServer(self.app, self.config, self.context, {}, served)  # type: ignore[arg-type]
             except* Exception as failure:
                 # One connection's failure (a protocol implementation bug, a peer
-                # driving it into an unexpected state) must not end the server.
-                connection.broken = True
+                # driving it into an unexpected state) must not end the server.  The
+                # close stays orderly: a reset could destroy responses the peer has
+                # not read yet, e.g. those of the connection's other HTTP/2 streams.
                 logger.error("connection from %s failed; closed it", _peer(stream), exc_info=failure)
         finally:
             self.connections.discard(connection)
