@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
 
 from ..protocol.errors import ConfigError, UsageError
 from ..protocol.event_store import EventStore, InMemoryEventStore
 from ..protocol.http import HostPolicy
 
-__all__ = ["TransportConfig"]
+__all__ = ["TransportConfig", "TransportSettings"]
+
+
+def _setting(default: Any, help: str) -> Any:
+    """A field with its help text (read by the command line and the docs)."""
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass(frozen=True)
@@ -18,54 +23,75 @@ class TransportConfig:
     """Settings of :class:`~trio_mcp_http.McpHttpApp`: every limit has a default and
     can be changed.  Frozen: derive variants with :func:`dataclasses.replace`."""
 
-    #: The MCP endpoint path.
-    path: str = "/mcp"
-    #: Answer requests with one JSON body instead of an SSE stream (session era).
-    json_response: bool = False
-    #: Session era without sessions: no ``Mcp-Session-Id``, no GET stream.
-    stateless: bool = False
-    #: Largest accepted request body; larger ones get 413 while they are read.
-    max_body_size: int = 4 * 1024 * 1024
-    #: Seconds a request body may take to arrive; a slower one gets 408.
-    body_timeout: float = 30.0
-    #: A session with no request in flight and no open stream expires after this
-    #: many seconds (``None``: never).  Keep-alive comments do not count as activity.
-    session_idle_timeout: float | None = 30 * 60.0
-    #: Cap on live sessions; ``initialize`` beyond it gets 503.
-    max_sessions: int = 10_000
-    #: Events buffered for one connection before it counts as too slow (see
-    #: ``_stream.py``: the connection is ended, the client resumes from the store).
-    stream_buffer_size: int = 256
-    #: Seconds between ``:`` keep-alive comments on an idle stream (``None``: off).
-    keepalive_interval: float | None = 15.0
-    #: Finished POST streams of one session that stay resumable with ``Last-Event-ID``;
-    #: older ones are forgotten with their events.
-    replayable_streams: int = 32
-    #: Creates each session's event store; ``None`` disables resumability.
-    event_store_factory: Callable[[], EventStore] | None = InMemoryEventStore
-    #: The ``retry:`` hint (ms) sent before the server closes a resumable stream.
-    retry_ms: int = 1000
-    #: DNS-rebinding protection; see :class:`HostPolicy`.  ``None``: derived from the
-    #: address each connection arrived on (protection on for loopback, where only
-    #: this machine's pages and tools are expected; off elsewhere).
-    host_policy: HostPolicy | None = None
-    #: Shutdown: how long in-flight requests may run before they are cancelled.
-    grace_period: float = 10.0
-    #: Bound on each response's final send, and on waiting for responses to finish.
-    final_send_timeout: float = 1.0
-    #: ``Retry-After`` (seconds) on 503 answers while shutting down or full.
-    retry_after: int = 5
-    #: HMAC key protecting 2026-07-28 ``requestState``; random per process if unset.
-    #: Give every worker of one deployment the same key.
-    request_state_key: bytes | None = None
-    #: Tasks extension (2026-07-28): cap on task records, running or finished; beyond
-    #: it ``optional`` task tools answer directly and ``required`` ones are refused.
-    max_tasks: int = 1000
-    #: Seconds a task stays reachable with ``tasks/get`` (its ``ttlMs``); its work is
-    #: cancelled if still running then.  ``None``: until shutdown.
-    task_ttl: float | None = 600.0
-    #: The ``pollIntervalMs`` suggested to clients, in seconds.
-    task_poll_interval: float = 1.0
+    path: str = _setting("/mcp", "The MCP endpoint path.")
+    json_response: bool = _setting(
+        False, "Answer requests with one JSON body instead of an SSE stream (session era)."
+    )
+    stateless: bool = _setting(False, "Session era without sessions: no Mcp-Session-Id, no GET stream.")
+    max_body_size: int = _setting(
+        4 * 1024 * 1024, "Largest accepted request body; larger ones get 413 while they are read."
+    )
+    body_timeout: float = _setting(30.0, "Seconds a request body may take to arrive; a slower one gets 408.")
+    max_batch_size: int = _setting(
+        64, "Messages in one 2025-03-26 JSON-RPC batch; a larger batch is refused with 400."
+    )
+    send_timeout: float = _setting(
+        30.0,
+        "Seconds one write of a response may wait for the client to take data (TCP or HTTP/2 "
+        "flow control); a client slower than that is treated as gone.",
+    )
+    session_idle_timeout: float | None = _setting(
+        30 * 60.0,
+        "A session with no request in flight and no open stream expires after this many seconds "
+        "(None: never).  Keep-alive comments do not count as activity.",
+    )
+    max_sessions: int = _setting(10_000, "Cap on live sessions; initialize beyond it gets 503.")
+    stream_buffer_size: int = _setting(
+        256,
+        "Events buffered for one connection before it counts as too slow: the connection is "
+        "ended and the client resumes from the event store.",
+    )
+    keepalive_interval: float | None = _setting(
+        15.0, "Seconds between : keep-alive comments on an idle stream (None: off)."
+    )
+    replayable_streams: int = _setting(
+        32,
+        "Finished POST streams of one session that stay resumable with Last-Event-ID; older ones "
+        "are forgotten with their events.",
+    )
+    event_store_factory: Callable[[], EventStore] | None = _setting(
+        InMemoryEventStore, "Creates each session's event store; None disables resumability."
+    )
+    retry_ms: int = _setting(1000, "The retry: hint (ms) sent before the server closes a resumable stream.")
+    host_policy: HostPolicy | None = _setting(
+        None,
+        "DNS-rebinding protection (a HostPolicy).  None: derived from the address each connection "
+        "arrived on (protection on for loopback, where only this machine's pages and tools are "
+        "expected; off elsewhere).",
+    )
+    grace_period: float = _setting(
+        10.0, "Shutdown: how long in-flight requests may run before they are cancelled."
+    )
+    final_send_timeout: float = _setting(
+        1.0, "Bound on each response's final send, and on waiting for responses to finish."
+    )
+    retry_after: int = _setting(5, "Retry-After (seconds) on 503 answers while shutting down or full.")
+    request_state_key: bytes | None = _setting(
+        None,
+        "HMAC key protecting 2026-07-28 requestState; random per process if unset. Give every "
+        "worker of one deployment the same key.",
+    )
+    max_tasks: int = _setting(
+        1000,
+        "Tasks extension (2026-07-28): cap on task records, running or finished; beyond it optional"
+        " task tools answer directly and required ones are refused.",
+    )
+    task_ttl: float | None = _setting(
+        600.0,
+        "Seconds a task stays reachable with tasks/get (its ttlMs); its work is cancelled if still "
+        "running then.  None: until shutdown.",
+    )
+    task_poll_interval: float = _setting(1.0, "The pollIntervalMs suggested to clients, in seconds.")
 
     def __post_init__(self) -> None:
         # A wrong setting is an error here, not a server quietly running otherwise.
@@ -76,6 +102,7 @@ class TransportConfig:
                 raise UsageError(f"{name} must be a bool, not {getattr(self, name)!r}")
         for name in (
             "max_body_size",
+            "max_batch_size",
             "max_sessions",
             "stream_buffer_size",
             "replayable_streams",
@@ -84,7 +111,7 @@ class TransportConfig:
             _positive(name, getattr(self, name), integer=True)
         for name in ("retry_ms", "retry_after"):
             _positive(name, getattr(self, name), integer=True, zero=True)
-        for name in ("body_timeout", "task_poll_interval"):
+        for name in ("body_timeout", "send_timeout", "task_poll_interval"):
             _positive(name, getattr(self, name))
         for name in ("grace_period", "final_send_timeout"):
             _positive(name, getattr(self, name), zero=True)
@@ -101,6 +128,34 @@ class TransportConfig:
             not isinstance(self.request_state_key, bytes) or len(self.request_state_key) < 16
         ):
             raise ConfigError("request_state_key must be at least 16 bytes")
+
+
+class TransportSettings(TypedDict, total=False):
+    """The fields of :class:`TransportConfig`, as keyword arguments of
+    :func:`~trio_mcp_http.serve` and :func:`~trio_mcp_http.open_mcp_server`."""
+
+    path: str
+    json_response: bool
+    stateless: bool
+    max_body_size: int
+    body_timeout: float
+    max_batch_size: int
+    send_timeout: float
+    session_idle_timeout: float | None
+    max_sessions: int
+    stream_buffer_size: int
+    keepalive_interval: float | None
+    replayable_streams: int
+    event_store_factory: Callable[[], EventStore] | None
+    retry_ms: int
+    host_policy: HostPolicy | None
+    grace_period: float
+    final_send_timeout: float
+    retry_after: int
+    request_state_key: bytes | None
+    max_tasks: int
+    task_ttl: float | None
+    task_poll_interval: float
 
 
 def _positive(
