@@ -1040,23 +1040,31 @@ async def test_waiting_on_a_vanished_client_is_not_activity(
             nursery.cancel_scope.cancel()
 
 
-async def test_stateless_mode_answers_499_at_once_and_lets_the_handler_finish(
-    mcp_server: McpServer, ctl: Controller, autojump_clock: trio.testing.MockClock
+@pytest.mark.parametrize("json_response", [True, False])
+async def test_stateless_mode_answers_499_at_once_and_cancels_the_handler(
+    mcp_server: McpServer, ctl: Controller, autojump_clock: trio.testing.MockClock, json_response: bool
 ) -> None:
+    """Without a session nothing can resume the request or cancel it explicitly: a
+    disconnect cancels it, and the call (with its connection) ends at once."""
     with trio.fail_after(10_000):
         async with trio.open_nursery() as nursery:
-            app, client = await _running_app(nursery, mcp_server, stateless=True, json_response=True)
-            call = client.call("POST", call_tool(1, "hold", key="stateless"))
-            await ctl.started["stateless"].wait()
+            app, client = await _running_app(nursery, mcp_server, stateless=True, json_response=json_response)
+            key = f"stateless-{json_response}"
+            call = client.call("POST", call_tool(1, "hold", key=key))
+            await ctl.started[key].wait()
+            if not json_response:
+                status, _ = await call.start()
+                assert status == 200
+            start = trio.current_time()
             call.disconnect()
-            status, _ = await call.start()
-            assert status == 499
-            # The handler is not cancelled by the disconnect (T-34) and still counts.
-            assert app.statistics()["requests_in_flight"] == 1
-            assert not ctl.cancelled["stateless"].is_set()
-            ctl.release("stateless")
+            if json_response:
+                status, _ = await call.start()
+                assert status == 499
             await call.done.wait()
+            assert trio.current_time() == start
+            assert ctl.cancelled[key].is_set()
             assert app.statistics()["requests_in_flight"] == 0
+            assert app.statistics()["http_calls_in_flight"] == 0
             nursery.cancel_scope.cancel()
 
 

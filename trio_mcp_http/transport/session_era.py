@@ -197,9 +197,17 @@ class SessionEra:
             async with trio.open_nursery() as nursery:
                 session.attach_nursery(nursery)
                 await self._deliver(session, messages, receive, response, batch=batch)
-                # Finish the HTTP exchange now (a 499 at once if the client left); the
-                # handler may run on in this call's nursery (T-34).
+                # Finish the HTTP exchange now (a 499 at once if the client left).
                 await response.complete(failed=False)
+                # The exchange is over: whatever still runs can never deliver its output.
+                # The rule that a disconnect is not a cancellation (MCP 2025-11-25,
+                # Transports, Streamable HTTP, "Sending Messages to the Server") exists
+                # so that a client can resume the stream or cancel explicitly; without a
+                # session there is neither an event store to resume from nor a session
+                # a notifications/cancelled could reach.  Running on would only hold
+                # this call (and its connection) open until the handler ends, so the
+                # handlers are cancelled, as a disconnect does in the 2026-07-28 era.
+                session.cancel_all("client")
         finally:
             self._transient.discard(session)
 
