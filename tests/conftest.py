@@ -45,6 +45,7 @@ class LogWatch:
 
 @pytest.fixture
 def logs(caplog: pytest.LogCaptureFixture) -> Iterator[LogWatch]:
-    caplog.set_level(logging.DEBUG, logger="trio_mcp_http")
+    # In this order: set_level also sets the capturing handler's level, last call wins.
     caplog.set_level(logging.INFO, logger="hypercorn.error")
+    caplog.set_level(logging.DEBUG, logger="trio_mcp_http")
     return LogWatch(caplog)

@@ -1082,7 +1082,9 @@ async def test_a_send_that_fails_under_a_lost_connection_means_the_client_is_gon
     response = GuardedResponse(send, 1.0)
     await response.start(200, [])
     assert response.client_gone
-    await response.chunk(b"data: {}\n\n")  # swallowed, does not raise
+    await response.chunk(b"data: {}\n\n")  # not even tried, does not raise
     await response.complete(failed=False)
     assert response.completed
-    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body", "http.response.body"]
+    # After the loss only the final send (bounded) is still tried.
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert sent[-1]["more_body"] is False

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
+import h2.settings
+import pytest
 import trio
 import trio.testing
 from conftest import LogWatch
 from helpers import (
     POST_HEADERS,
     Controller,
+    H2Client,
+    InMemoryClient,
     call_tool,
     hypercorn_serving,
     raw_request,
@@ -59,3 +64,119 @@ async def test_stateless_disconnects_free_their_connections(
             await trio.testing.wait_all_tasks_blocked()
             assert _open_fds() <= baseline
     assert not logs.errors()
+
+
+# -- a client that takes no data: every send is bounded ------------------------------------
+
+
+async def _app(nursery: trio.Nursery, server: McpServer, **config: Any) -> tuple[McpHttpApp, InMemoryClient]:
+    app = McpHttpApp(server, TransportConfig(**config))
+    await nursery.start(app.run)
+    return app, InMemoryClient(app, nursery)
+
+
+@pytest.mark.parametrize("json_response", [True, False])
+async def test_sends_to_a_client_that_takes_no_data_are_bounded(
+    mcp_server: McpServer, logs: LogWatch, autojump_clock: trio.testing.MockClock, json_response: bool
+) -> None:
+    """100 calls whose client takes nothing (an HTTP/2 window kept at 0 looks like this
+    to the app: the send never returns) all end after send_timeout."""
+    with trio.fail_after(1000):
+        async with trio.open_nursery() as nursery:
+            app, client = await _app(nursery, mcp_server, json_response=json_response, send_timeout=30.0)
+            session = await client.open_session()
+            start = trio.current_time()
+            calls = []
+            for i in range(100):
+                call = client.call("POST", call_tool(i, "echo", text="x"), session)
+                call.stall()
+                calls.append(call)
+            for call in calls:
+                await call.done.wait()
+            # One bounded send (30 s), and in SSE mode the bounded final one (1 s).
+            assert trio.current_time() - start <= 31.0
+            assert app.statistics()["http_calls_in_flight"] == 0
+            assert app.statistics()["requests_in_flight"] == 0
+            nursery.cancel_scope.cancel()
+    assert not logs.warnings()
+
+
+async def test_a_stream_whose_client_stops_taking_data_ends_and_stays_resumable(
+    mcp_server: McpServer, ctl: Controller, logs: LogWatch, autojump_clock: trio.testing.MockClock
+) -> None:
+    with trio.fail_after(1000):
+        async with trio.open_nursery() as nursery:
+            app, client = await _app(nursery, mcp_server, send_timeout=5.0, keepalive_interval=None)
+            session = await client.open_session()
+            call = client.call("POST", call_tool(1, "scripted", key="stall"), session)
+            await call.start()
+            ctl.send("stall", "notify", "one")
+            block = await call.next_block()  # priming event
+            assert block is not None
+            block = await call.next_block()
+            assert block is not None
+            assert block.message is not None
+            call.stall()
+            ctl.send("stall", "notify", "two")
+            start = trio.current_time()
+            await call.done.wait()
+            assert trio.current_time() - start <= 5.0 + 1.0
+            assert app.statistics()["open_streams"] == 0
+            # The handler runs on (a session-era disconnect is not a cancellation) and its
+            # answer can be fetched with Last-Event-ID.
+            ctl.send("stall", "return", "done")
+            await ctl.finished["stall"].wait()
+            resumed = client.call("GET", None, session, last_event_id=block.id or "")
+            status, _ = await resumed.start()
+            assert status == 200
+            messages = [b.message for b in await resumed.read_to_end() if b.message is not None]
+            assert messages[-1]["result"]["content"][0]["text"] == "done"
+            nursery.cancel_scope.cancel()
+    assert not logs.warnings()
+
+
+async def test_the_final_send_to_a_vanished_client_times_out_quietly(
+    mcp_server: McpServer, ctl: Controller, logs: LogWatch, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A client gone with its connection blocked: the final send's timeout is expected,
+    not worth a warning (one client dropping an HTTP/2 connection ends many streams)."""
+    with trio.fail_after(1000):
+        async with trio.open_nursery() as nursery:
+            _, client = await _app(nursery, mcp_server)
+            session = await client.open_session()
+            calls = []
+            for i in range(20):
+                call = client.call("POST", call_tool(i, "hold", key=f"h{i}"), session)
+                await call.start()
+                calls.append(call)
+            for call in calls:
+                call.stall()
+                call.disconnect()
+            for call in calls:
+                await call.done.wait()
+            nursery.cancel_scope.cancel()
+    assert not logs.warnings()
+    assert any("final send of a response timed out" in r.getMessage() for r in logs.records)
+
+
+async def test_an_http2_client_with_a_zero_window_does_not_hold_calls(
+    mcp_server: McpServer, logs: LogWatch
+) -> None:
+    """SETTINGS_INITIAL_WINDOW_SIZE = 0: the server may send headers but no body byte,
+    and the connection stays healthy (TCP acknowledges everything).  Every call ends
+    after send_timeout anyway."""
+    app = McpHttpApp(mcp_server, TransportConfig(stateless=True, json_response=True, send_timeout=0.5))
+    with trio.fail_after(TIMEOUT):
+        async with hypercorn_serving(app, app) as port:
+            client = await H2Client.open(port)
+            client.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+            await client._flush()
+            headers = {**POST_HEADERS, "mcp-protocol-version": "2025-11-25"}
+            bodies = [json.dumps(call_tool(i, "echo", text="x" * 100)).encode() for i in range(20)]
+            ids = [await client.request("POST", headers, body) for body in bodies]
+            await client.wait(lambda: all(client.streams[i].status == 200 for i in ids))
+            assert not any(client.streams[i].data for i in ids)
+            await wait_idle(app)
+            assert app.statistics()["requests_in_flight"] == 0
+            await client.aclose()
+    assert not logs.warnings()

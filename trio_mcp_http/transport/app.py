@@ -155,7 +155,7 @@ class McpHttpApp:
         await send({"type": "lifespan.shutdown.complete"})
 
     async def _http(self, scope: Message, receive: Receive, send: Send) -> None:
-        response = GuardedResponse(send, self.config.final_send_timeout)
+        response = GuardedResponse(send, self.config.final_send_timeout, self.config.send_timeout)
         with self._calls:
             failed = False
             try:

@@ -62,13 +62,28 @@ class _State(enum.Enum):
 class GuardedResponse:
     """Wraps the ASGI ``send`` of one HTTP request; see the module docstring."""
 
-    __slots__ = ("_send", "_state", "body_read", "client_gone", "final_send_timeout")
+    __slots__ = (
+        "_head_tried",
+        "_send",
+        "_state",
+        "body_read",
+        "client_gone",
+        "final_send_timeout",
+        "send_timeout",
+    )
 
-    def __init__(self, send: Send, final_send_timeout: float = 1.0) -> None:
+    def __init__(self, send: Send, final_send_timeout: float = 1.0, send_timeout: float = 30.0) -> None:
         self._send = send
         #: Bound on the final, shielded send of :meth:`complete`.
         self.final_send_timeout = final_send_timeout
+        #: Bound on every other send: TCP keepalives and acknowledgements do not
+        #: notice a peer that takes no data (an HTTP/2 client keeping its
+        #: flow-control window at 0, RFC 9113 §6.9), so without it a send could wait
+        #: forever.
+        self.send_timeout = send_timeout
         self._state = _State.NOT_STARTED
+        #: ``http.response.start`` has been handed to the server (or tried).
+        self._head_tried = False
         self.client_gone = False
         #: The request body has been read to its end (see :func:`discard_body`).
         self.body_read = False
@@ -82,20 +97,39 @@ class GuardedResponse:
         return self._state is _State.COMPLETE
 
     async def _raw(self, message: Message) -> None:
+        head = message["type"] == "http.response.start"
+        final = message["type"] == "http.response.body" and not message.get("more_body", False)
+        first_head = head and not self._head_tried
+        if head:
+            self._head_tried = True
         if self.client_gone:
-            # Sends after a disconnect go nowhere; never raise into the caller.
-            try:
-                await self._send(message)
-            except Exception:
-                logger.debug("send after disconnect failed", exc_info=True)
+            # Sends after a disconnect go nowhere.  Only what ends the response is still
+            # tried (the server does its bookkeeping there; the head first if it never
+            # went, so the end is well-formed); never raise into the caller.
+            if final or first_head:
+                try:
+                    with trio.move_on_after(self.final_send_timeout) as bound:
+                        await self._send(message)
+                except Exception:
+                    logger.debug("send after disconnect failed", exc_info=True)
+                    return
+                if bound.cancelled_caught:
+                    # Expected of a client that is gone (a dropped HTTP/2 connection
+                    # ends all its streams at once): not worth a warning.
+                    logger.debug("final send of a response timed out after %.1fs", self.final_send_timeout)
             return
         try:
-            await self._send(message)
+            with trio.move_on_after(self.send_timeout) as bound:
+                await self._send(message)
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError):
             # The connection went away under the send (e.g. Hypercorn closing a
             # connection at keep_alive_max_requests while the client already sent its
             # next request): that is the client being gone, not a server failure.
             logger.debug("connection lost during send", exc_info=True)
+            self.client_gone = True
+            return
+        if bound.cancelled_caught:
+            logger.debug("a send waited %.1fs for the client to take data: client gone", self.send_timeout)
             self.client_gone = True
 
     async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
@@ -124,6 +158,7 @@ class GuardedResponse:
     async def _final(self, send: Callable[..., Awaitable[None]], *args: Any) -> None:
         """The last send of a response: shielded from cancellation, bounded in time,
         and never raising (the client may be gone)."""
+        gone = self.client_gone
         with trio.CancelScope(shield=True) as scope:
             scope.deadline = trio.current_time() + self.final_send_timeout
             try:
@@ -131,7 +166,10 @@ class GuardedResponse:
             except Exception:
                 logger.debug("could not complete response", exc_info=True)
         if scope.cancelled_caught:
-            logger.warning("final send of a response timed out after %.1fs", self.final_send_timeout)
+            # Only a live client's stall is worth a warning (see :meth:`_raw`).
+            level = logging.DEBUG if gone or self.client_gone else logging.WARNING
+            logger.log(level, "final send of a response timed out after %.1fs", self.final_send_timeout)
+            self.client_gone = True
 
     async def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> None:
         """A whole response in one go."""

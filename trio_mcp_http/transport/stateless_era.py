@@ -415,8 +415,8 @@ class _ModernOutlet:
             self.too_slow = True
             self._send.close()
             self._call.cancel()
-        except trio.ClosedResourceError:
-            pass
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass  # the writer has ended (the client is gone)
 
     async def finish(self, frame: bytes | None) -> None:
         """End the stream with ``frame`` (the answer) and wait until it is written."""
@@ -432,6 +432,10 @@ class _ModernOutlet:
                 await self.response.start(200, SSE_HEADERS)
                 tail = await pump(channel, self.response, self._keepalive_interval, hold_last=True)
                 await self.response.finish(tail)
+            if self.response.client_gone:
+                # Found gone by a send (no http.disconnect came): as with a disconnect,
+                # the request cannot be resumed, so it ends (T-75).
+                self._call.cancel()
         finally:
             self._done.set()
 

@@ -218,14 +218,15 @@ async def pump(
     *,
     hold_last: bool = False,
 ) -> bytes:
-    """The SSE writer of every stream: write the channel's frames until it ends, with a
-    ``:`` comment after every ``keepalive_interval`` seconds of silence.
+    """The SSE writer of every stream: write the channel's frames until it ends (or the
+    client is found gone), with a ``:`` comment after every ``keepalive_interval``
+    seconds of silence.
 
     With ``hold_last``, the frames read together with the end of the channel are
     returned unwritten, so the caller can end the body with them in one message.
     """
     timeout = math.inf if keepalive_interval is None else keepalive_interval
-    while True:
+    while not response.client_gone:
         frame = None
         with trio.move_on_after(timeout):
             try:
@@ -234,10 +235,13 @@ async def pump(
                 return b""
         if frame is None:
             await response.chunk(sse.comment())
-            continue
-        # Write everything already queued in one chunk: fewer sends under load.
-        queued, ended = drain_nowait(channel)
-        data = frame + queued if queued else frame
-        if ended and hold_last:
-            return data
-        await response.chunk(data)
+        else:
+            # Write everything already queued in one chunk: fewer sends under load.
+            queued, ended = drain_nowait(channel)
+            data = frame + queued if queued else frame
+            if ended and hold_last:
+                return data
+            await response.chunk(data)
+    # A send found the client gone (or too slow to take data within the send timeout):
+    # nothing more can reach it on this connection.
+    return b""
