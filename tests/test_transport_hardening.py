@@ -19,6 +19,7 @@ from helpers import (
     InMemoryClient,
     call_tool,
     hypercorn_serving,
+    initialize,
     raw_request,
     send_raw,
     wait_idle,
@@ -180,3 +181,66 @@ async def test_an_http2_client_with_a_zero_window_does_not_hold_calls(
             assert app.statistics()["requests_in_flight"] == 0
             await client.aclose()
     assert not logs.warnings()
+
+
+# -- 2025-03-26 batches: bounded, and never carrying initialize ------------------------------
+
+
+@pytest.mark.parametrize("json_response", [True, False])
+async def test_a_batch_beyond_the_limit_is_refused_before_anything_runs(
+    mcp_server: McpServer, ctl: Controller, json_response: bool
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            app, client = await _app(nursery, mcp_server, json_response=json_response)
+            session = await client.open_session("2025-03-26")
+            headers = {"mcp_protocol_version": "2025-03-26"}
+            big = [call_tool(i, "hold", key=f"b{i}") for i in range(1000)]
+            status, _, body = await client.request("POST", big, session, **headers)
+            assert status == 400
+            assert json.loads(body)["error"]["code"] == -32600
+            assert not ctl.started
+            # 64 (the default max_batch_size) is fine, and every request is answered.
+            pings = [{"jsonrpc": "2.0", "id": i, "method": "ping"} for i in range(64)]
+            status, _, body = await client.request("POST", pings, session, **headers)
+            assert status == 200
+            if json_response:
+                answers = json.loads(body)
+            else:
+                answers = [
+                    json.loads(line[6:]) for line in body.decode().splitlines() if line[:6] == "data: "
+                ]
+            assert sorted(a["id"] for a in answers) == list(range(64))
+            status, _, _ = await client.request("POST", pings + pings[:1], session, **headers)
+            assert status == 400
+            assert app.statistics()["requests_in_flight"] == 0
+            nursery.cancel_scope.cancel()
+
+
+async def test_an_sse_batch_must_fit_the_stream_buffer(mcp_server: McpServer) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            _, client = await _app(nursery, mcp_server, stream_buffer_size=16, max_batch_size=64)
+            session = await client.open_session("2025-03-26")
+            headers = {"mcp_protocol_version": "2025-03-26"}
+            pings = [{"jsonrpc": "2.0", "id": i, "method": "ping"} for i in range(16)]
+            status, _, body = await client.request("POST", pings, session, **headers)
+            assert status == 400
+            assert json.loads(body)["error"]["code"] == -32600
+            status, _, body = await client.request("POST", pings[:15], session, **headers)
+            assert status == 200
+            assert body.count(b"data: ") == 15
+            nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("stateless", [True, False])
+async def test_initialize_in_a_batch_of_one_is_refused(mcp_server: McpServer, stateless: bool) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            app, client = await _app(nursery, mcp_server, stateless=stateless)
+            status, headers, body = await client.request("POST", [initialize(version="2025-03-26")])
+            assert status == 400
+            assert json.loads(body)["error"]["code"] == -32600
+            assert "mcp-session-id" not in headers
+            assert app.statistics()["sessions"] == 0
+            nursery.cancel_scope.cancel()

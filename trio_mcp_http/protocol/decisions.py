@@ -17,6 +17,8 @@ from .versions import LEGACY_VERSIONS
 
 __all__ = [
     "Era",
+    "batch_limit",
+    "check_batch_size",
     "check_content_type",
     "check_declared_size",
     "check_post_accept",
@@ -101,12 +103,40 @@ def session_id_of(headers: RequestHeaders) -> str:
     return session_id
 
 
-def split_initialize(messages: list[Envelope]) -> Envelope | None:
-    """The ``initialize`` request of a session-era POST, if it is one (it must come
-    alone: 2025-03-26 batches may not carry it)."""
+def batch_limit(max_batch_size: int, stream_buffer_size: int, *, json_response: bool) -> int:
+    """The largest batch a session-era POST may carry.
+
+    On an SSE stream every answer is an event, and a connection holds at most
+    ``stream_buffer_size`` of them before it counts as too slow: a larger batch would
+    end its own stream (and, beyond the event store's bounds, lose answers).  One
+    place is left for an event that is not an answer (priming, a notification).
+    """
+    if json_response:
+        return max_batch_size
+    return min(max_batch_size, stream_buffer_size - 1)
+
+
+def check_batch_size(parsed: Envelope | list[Envelope], limit: int) -> None:
+    """400 (-32600) for a batch of more than ``limit`` messages, before any of them runs."""
+    if isinstance(parsed, list) and len(parsed) > limit:
+        raise ProtocolError(
+            400,
+            INVALID_REQUEST,
+            f"Invalid Request: a batch may carry at most {limit} messages, not {len(parsed)}",
+        )
+
+
+def split_initialize(parsed: Envelope | list[Envelope]) -> Envelope | None:
+    """The ``initialize`` request of a session-era POST, if it is one.
+
+    It must come alone, never in a batch, not even a batch of one: MCP 2025-03-26,
+    Lifecycle, Initialization says the initialize request MUST NOT be part of a
+    JSON-RPC batch.
+    """
+    messages = parsed if isinstance(parsed, list) else [parsed]
     initialize = [m for m in messages if m.kind is Kind.REQUEST and m.method == "initialize"]
     if not initialize:
         return None
-    if len(messages) > 1:
+    if isinstance(parsed, list):
         raise ProtocolError(400, INVALID_REQUEST, "Invalid Request: initialize must not be part of a batch")
     return initialize[0]

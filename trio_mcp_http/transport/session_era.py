@@ -114,8 +114,13 @@ class SessionEra:
     ) -> None:
         decisions.check_post_accept(headers, json_response=self.config.json_response)
         batch = isinstance(parsed, list)
+        config = self.config
+        limit = decisions.batch_limit(
+            config.max_batch_size, config.stream_buffer_size, json_response=config.json_response
+        )
+        decisions.check_batch_size(parsed, limit)
         messages = parsed if isinstance(parsed, list) else [parsed]
-        initialize = decisions.split_initialize(messages)
+        initialize = decisions.split_initialize(parsed)
         if initialize is not None:
             await self._initialize(initialize, receive, response)
             return
