@@ -443,9 +443,15 @@ def response_messages(response: httpx.Response) -> list[dict[str, Any]]:
 async def serving(server: McpServer, **config: Any) -> AsyncIterator[tuple[Any, Client]]:
     """``open_mcp_server`` on 127.0.0.1 port 0, plus an httpx client for it."""
     hypercorn_options = config.pop("hypercorn", {})
+    peer_timeout = config.pop("peer_timeout", 10.0)
     transport = replace(TransportConfig(), **config)
     async with open_mcp_server(
-        server, host="127.0.0.1", port=0, config=transport, **hypercorn_options
+        server,
+        host="127.0.0.1",
+        port=0,
+        config=transport,
+        peer_timeout=peer_timeout,
+        hypercorn=hypercorn_options,
     ) as handle:
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=20)
         async with httpx.AsyncClient(timeout=30, limits=limits) as http:

@@ -173,7 +173,7 @@ async def answer_at_once(scope: dict[str, Any], receive: Any, send: Any) -> None
 @asynccontextmanager
 async def worker_serving(app: Any, **options: Any) -> AsyncIterator[int]:
     """The server's connection handling (no MCP app) on 127.0.0.1 port 0; yields the port."""
-    config = _serve._hypercorn_config("127.0.0.1", 0, TransportConfig(), peer_timeout=5.0, **options)
+    config = _serve._hypercorn_config("127.0.0.1", 0, TransportConfig(), 5.0, options)
     worker = _serve._Worker(wrap_app(app, config.wsgi_max_body_size, "asgi"), config, peer_timeout=5.0)
     stop = trio.Event()
     async with trio.open_nursery() as nursery:

@@ -196,7 +196,7 @@ async def test_a_stalled_reader_without_peer_timeout_does_not_hold_the_exit(mcp_
     with trio.fail_after(30):
         async with trio.open_nursery() as guard:
             async with serving(
-                mcp_server, grace_period=grace, final_send_timeout=final, hypercorn={"peer_timeout": None}
+                mcp_server, grace_period=grace, final_send_timeout=final, peer_timeout=None
             ) as (handle, client):
                 session = await client.open_session()
                 headers = POST_HEADERS | {"mcp-session-id": session, "mcp-protocol-version": LATEST}
@@ -225,7 +225,7 @@ async def test_cancelling_the_server_does_not_wait_for_a_stalled_reader(mcp_serv
     with trio.fail_after(30):
         async with trio.open_nursery() as guard:
             with trio.CancelScope() as scope:
-                async with serving(mcp_server, hypercorn={"peer_timeout": None}) as (handle, client):
+                async with serving(mcp_server, peer_timeout=None) as (handle, client):
                     session = await client.open_session()
                     headers = POST_HEADERS | {"mcp-session-id": session, "mcp-protocol-version": LATEST}
                     body = json.dumps(call_tool(1, "chatter", count=400, size=65536)).encode()
@@ -248,11 +248,11 @@ async def _close_after(seconds: float, stream: HttpStream) -> None:
     await stream.aclose()
 
 
-async def test_a_stalled_reader_with_peer_timeout_0_on_the_command_line() -> None:
-    """``--peer-timeout 0`` (never): the process still exits, within its bound."""
+async def test_a_stalled_reader_with_no_peer_timeout_on_the_command_line() -> None:
+    """``--peer-timeout none`` (never): the process still exits, within its bound."""
     grace = 0.5
     with trio.fail_after(30):
-        async with server_process(grace, "--peer-timeout", "0") as (process, port, lines):
+        async with server_process(grace, "--peer-timeout", "none") as (process, port, lines):
             url = f"http://127.0.0.1:{port}/mcp"
             async with httpx.AsyncClient(timeout=10) as http:
                 response = await http.post(url, content=json.dumps(initialize()), headers=POST_HEADERS)
@@ -285,7 +285,7 @@ async def test_peer_timeout_is_positive_or_none(mcp_server: McpServer, value: fl
             pass
 
 
-@pytest.mark.parametrize("value", ["-1", "nan", "inf"])
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "never"])
 def test_the_command_line_refuses_a_bad_peer_timeout(value: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         cli_main(["serve", "--port", "0", "--peer-timeout", value])

@@ -52,7 +52,7 @@ async def server_process(grace: float, *extra: str) -> AsyncIterator[tuple[trio.
     env["PYTHONUNBUFFERED"] = "1"
     command = [
         sys.executable, "-m", "trio_mcp_http", "serve", "helpers_shutdown:server",
-        "--host", "127.0.0.1", "--port", "0", "--grace", str(grace), "--log-level", "INFO", *extra,
+        "--host", "127.0.0.1", "--port", "0", "--grace-period", str(grace), "--log-level", "INFO", *extra,
     ]  # fmt: skip
     process = await trio.lowlevel.open_process(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env

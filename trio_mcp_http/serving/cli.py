@@ -1,102 +1,242 @@
-"""``trio-mcp-http``: the command-line entry point."""
+"""The ``trio-mcp-http`` command line.
+
+The ``serve`` command's flags are generated from :class:`TransportConfig`, so every
+transport setting has a flag with its default and its help.  One spelling means "off"
+or "never" everywhere: ``none`` (``0`` is an error for every timeout, as in the API).
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import logging
 import math
+import os
 import sys
-from dataclasses import replace
-from typing import Any
+import types
+from collections.abc import Callable
+from dataclasses import MISSING, fields
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, get_args, get_type_hints
 
 import trio
 
+from ..protocol.errors import ConfigError, McpHttpError
+from ..protocol.event_store import InMemoryEventStore
 from ..server.mcp_server import McpServer
 from ..transport.config import TransportConfig
 from .serve import serve
 
-__all__ = ["main"]
+__all__ = ["load_server", "main"]
+
+#: Settings the command line offers in another shape (see _special_flags).
+_SPECIAL = frozenset({"host_policy", "event_store_factory", "request_state_key"})
 
 
 def load_server(spec: str) -> McpServer:
-    """Import ``module:attr`` (``attr`` defaults to ``server``) and return the McpServer."""
+    """Import ``module:attr`` (``attr`` defaults to ``server``; a callable is called)
+    and return the :class:`McpServer`.  The current folder is importable, as under
+    ``python -m`` (and uvicorn and hypercorn)."""
     module_name, _, attr = spec.partition(":")
-    module = importlib.import_module(module_name)
+    if not module_name:
+        raise ConfigError(f"{spec!r} is not module:attr")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"cannot import {module_name!r} (from {os.getcwd()}): {exc}") from exc
     target: Any = module
     for part in (attr or "server").split("."):
-        target = getattr(target, part)
-    if callable(target) and not isinstance(target, McpServer):
-        target = target()
+        try:
+            target = getattr(target, part)
+        except AttributeError as exc:
+            raise ConfigError(f"{module_name!r} has no attribute {attr or 'server'!r}") from exc
+    if callable(target) and not isinstance(target, McpServer) and _takes_no_arguments(target):
+        target = target()  # a factory
     if not isinstance(target, McpServer):
-        raise SystemExit(f"{spec} is not an McpServer")
+        raise ConfigError(f"{spec} is {type(target).__name__}, not an McpServer")
     return target
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="trio-mcp-http", description=__doc__)
+def _takes_no_arguments(function: Callable[..., Any]) -> bool:
+    try:
+        inspect.signature(function).bind()
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _optional(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    """A flag value of ``kind``, or ``none``."""
+
+    def parse(text: str) -> Any:
+        if text.lower() == "none":
+            return None
+        return kind(text)
+
+    parse.__name__ = getattr(kind, "__name__", "value")  # argparse names the type in its errors
+    return parse
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a flag's default, except where there is none to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, [], argparse.SUPPRESS) or action.option_strings == []:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
+def _seconds(text: str) -> float:
+    """A positive, finite number of seconds."""
+    value = _finite(text)
+    if value <= 0:
+        raise ValueError(text)
+    return value
+
+
+def _add_transport_flags(parser: argparse.ArgumentParser) -> None:
+    hints = get_type_hints(TransportConfig)
+    group = parser.add_argument_group("transport settings (TransportConfig)")
+    for f in fields(TransportConfig):
+        if f.name in _SPECIAL:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f.metadata.get("help", "")
+        hint = hints[f.name]
+        default = f.default if f.default is not MISSING else None
+        if hint is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+            continue
+        optional = isinstance(hint, types.UnionType) and type(None) in get_args(hint)
+        kind = next(k for k in get_args(hint) if k is not type(None)) if optional else hint
+        parse: Any = _finite if kind is float else kind
+        if optional:
+            parse = _optional(parse)
+            help_text = help_text.replace("None", "'none'")
+        group.add_argument(flag, type=parse, default=default, metavar=kind.__name__.upper(), help=help_text)
+
+
+def _package_version() -> str:
+    try:
+        return version("trio-mcp-http")
+    except PackageNotFoundError:  # running from a source tree
+        return "unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trio-mcp-http",
+        description="Model Context Protocol over Streamable HTTP, on Trio and Hypercorn.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_package_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve_cmd = commands.add_parser("serve", help="serve an McpServer over Streamable HTTP")
+    serve_cmd = commands.add_parser(
+        "serve",
+        help="serve an McpServer over Streamable HTTP",
+        description="Serve an McpServer until SIGINT/SIGTERM, then drain and exit.",
+        formatter_class=_HelpFormatter,
+    )
     serve_cmd.add_argument(
         "server",
         nargs="?",
         default="trio_mcp_http.demo:server",
-        help="module:attr of an McpServer (default: the built-in demo)",
+        help="module:attr of an McpServer, importable from the current folder (default: %(default)s, "
+        "the built-in demo)",
     )
-    serve_cmd.add_argument("--host", default="127.0.0.1")
-    serve_cmd.add_argument("--port", type=int, default=8000)
-    serve_cmd.add_argument("--path", default="/mcp", help="the MCP endpoint path")
-    serve_cmd.add_argument("--stateless", action="store_true", help="session era without sessions")
-    serve_cmd.add_argument("--json-response", action="store_true", help="answer with JSON bodies, not SSE")
-    serve_cmd.add_argument("--grace", type=float, default=10.0, help="shutdown grace period (s)")
-    serve_cmd.add_argument("--session-idle-timeout", type=float, default=1800.0)
-    serve_cmd.add_argument("--max-sessions", type=int, default=10_000)
-    serve_cmd.add_argument("--allowed-host", action="append", default=[], help="extra trusted Host name")
-    serve_cmd.add_argument("--allowed-origin", action="append", default=[], help="extra trusted Origin")
-    serve_cmd.add_argument(
-        "--no-dns-rebinding-protection", action="store_true", help="turn Host checking off"
+    serving = serve_cmd.add_argument_group("serving")
+    serving.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serving.add_argument("--port", type=int, default=8000, help="port to listen on (0: any free port)")
+    serving.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a Host name to admit besides the loopback names (repeatable)",
     )
-    serve_cmd.add_argument(
+    serving.add_argument(
+        "--allowed-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="an Origin (scheme://host[:port] or scheme://host:*) to admit (repeatable)",
+    )
+    serving.add_argument(
+        "--dns-rebinding-protection",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="require an allowed Host (default: on for loopback addresses, off otherwise)",
+    )
+    serving.add_argument(
         "--peer-timeout",
-        type=float,
+        type=_optional(_seconds),
         default=10.0,
-        help="close a connection whose peer takes no data for this many seconds (0: never; "
+        metavar="FLOAT",
+        help="close a connection whose peer takes no data for this many seconds ('none': never; "
         "shutdown is bounded either way)",
     )
-    serve_cmd.add_argument("--access-log", action="store_true", help="log every request")
-    serve_cmd.add_argument("--log-level", default="INFO")
-    args = parser.parse_args(argv)
-    if not 0 <= args.peer_timeout < math.inf:
-        parser.error("--peer-timeout must be 0 (never) or a positive number of seconds")
+    serving.add_argument(
+        "--resumability",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="keep each session's events in memory so streams can be resumed with Last-Event-ID",
+    )
+    serving.add_argument(
+        "--request-state-key-file",
+        metavar="PATH",
+        help="file holding the HMAC key of 2026-07-28 requestState (give every worker the same one; "
+        "default: a random key per process)",
+    )
+    serving.add_argument("--access-log", action="store_true", help="log every request")
+    serving.add_argument("--log-level", default="INFO", help="logging level")
+    _add_transport_flags(serve_cmd)
+    return parser
 
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    server = load_server(args.server)
-    config = replace(
-        TransportConfig(),
-        path=args.path,
-        stateless=args.stateless,
-        json_response=args.json_response,
-        grace_period=args.grace,
-        session_idle_timeout=args.session_idle_timeout or None,
-        max_sessions=args.max_sessions,
-    )
-    options: dict[str, Any] = {}
-    if args.access_log:
-        options["accesslog"] = "-"
-    trio.run(
-        lambda: serve(
-            server,
-            host=args.host,
-            port=args.port,
-            config=config,
-            allowed_hosts=tuple(args.allowed_host),
-            allowed_origins=tuple(args.allowed_origin),
-            dns_rebinding_protection=False if args.no_dns_rebinding_protection else None,
-            peer_timeout=args.peer_timeout or None,
-            **options,
+    settings = {f.name: getattr(args, f.name) for f in fields(TransportConfig) if f.name not in _SPECIAL}
+    if not args.resumability:
+        settings["event_store_factory"] = None
+    else:
+        settings["event_store_factory"] = InMemoryEventStore
+    try:
+        if args.request_state_key_file:
+            with open(args.request_state_key_file, "rb") as key_file:
+                settings["request_state_key"] = key_file.read().strip()
+        config = TransportConfig(**settings)
+        server = load_server(args.server)
+    except (McpHttpError, OSError) as exc:
+        parser.error(str(exc))
+    hypercorn: dict[str, Any] = {"accesslog": "-"} if args.access_log else {}
+    try:
+        trio.run(
+            lambda: serve(
+                server,
+                host=args.host,
+                port=args.port,
+                config=config,
+                allowed_hosts=args.allowed_host,
+                allowed_origins=args.allowed_origin,
+                dns_rebinding_protection=args.dns_rebinding_protection,
+                peer_timeout=args.peer_timeout,
+                hypercorn=hypercorn,
+            )
         )
-    )
+    except McpHttpError as exc:
+        parser.error(str(exc))

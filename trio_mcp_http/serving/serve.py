@@ -29,6 +29,7 @@ handling) once per accepted connection, under its own accept loop, and:
 from __future__ import annotations
 
 import ctypes
+import difflib
 import errno
 import logging
 import math
@@ -36,10 +37,10 @@ import signal
 import socket
 import struct
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager, nullcontext, suppress
-from dataclasses import replace
-from typing import Any
+from dataclasses import fields, replace
+from typing import Any, Unpack
 
 import h2.events
 import trio
@@ -55,11 +56,11 @@ from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import AppWrapper
 from hypercorn.utils import repr_socket_addr, wrap_app
 
-from ..protocol.errors import ConfigError
+from ..protocol.errors import ConfigError, UsageError
 from ..protocol.http import HostPolicy
 from ..server.mcp_server import McpServer
 from ..transport.app import McpHttpApp
-from ..transport.config import TransportConfig
+from ..transport.config import TransportConfig, TransportSettings
 
 __all__ = ["McpHttpServer", "open_mcp_server", "serve"]
 
@@ -507,8 +508,12 @@ def _peer(stream: trio.SocketStream) -> str:
         return "a closed socket"
 
 
+#: Hypercorn settings serve() decides itself (the drain and the accept loop rely on them).
+_OWN_HYPERCORN_SETTINGS = frozenset({"bind", "insecure_bind", "quic_bind", "graceful_timeout", "errorlog"})
+
+
 def _hypercorn_config(
-    host: str, port: int, config: TransportConfig, peer_timeout: float | None, **options: Any
+    host: str, port: int, config: TransportConfig, peer_timeout: float | None, options: Mapping[str, Any]
 ) -> _HypercornConfig:
     hc = _HypercornConfig()
     hc.peer_timeout = peer_timeout
@@ -518,12 +523,48 @@ def _hypercorn_config(
     hc.graceful_timeout = config.final_send_timeout
     # Log through the standard logging tree (configured by the application), once.
     hc.errorlog = logging.getLogger("hypercorn.error")
-    hc.accesslog = options.pop("accesslog", None)
+    hc.accesslog = None
     for key, value in options.items():
+        if key in _OWN_HYPERCORN_SETTINGS:
+            raise UsageError(f"hypercorn={{{key!r}: ...}}: serve() sets {key} itself (use host/port/config)")
+        if key.startswith("_") or not hasattr(HypercornConfig, key):
+            raise UsageError(f"unknown Hypercorn setting {key!r}{_nearest(key, _hypercorn_names())}")
         setattr(hc, key, value)
-    if not (0 <= hc.graceful_timeout < math.inf):
-        raise ConfigError(f"graceful_timeout must be a finite number of seconds, not {hc.graceful_timeout!r}")
     return hc
+
+
+def _hypercorn_names() -> list[str]:
+    return [name for name in vars(HypercornConfig) if not name.startswith("_")]
+
+
+def _nearest(name: str, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(candidates), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+#: The keywords of open_mcp_server() besides the transport settings.
+_SERVE_KEYWORDS = (
+    "host",
+    "port",
+    "config",
+    "allowed_hosts",
+    "allowed_origins",
+    "dns_rebinding_protection",
+    "peer_timeout",
+    "hypercorn",
+)
+
+
+def _transport_config(config: TransportConfig | None, settings: dict[str, Any]) -> TransportConfig:
+    """``config`` with the keyword ``settings`` applied; unknown names are a UsageError
+    naming the nearest valid one, never an option silently passed elsewhere."""
+    if config is not None and not isinstance(config, TransportConfig):
+        raise UsageError(f"config must be a TransportConfig, not {type(config).__name__}")
+    known = {f.name for f in fields(TransportConfig)}
+    for name in settings:
+        if name not in known:
+            raise UsageError(f"unknown setting {name!r}{_nearest(name, [*known, *_SERVE_KEYWORDS])}")
+    return replace(config or TransportConfig(), **settings)
 
 
 def _check_peer_timeout(peer_timeout: float | None) -> None:
@@ -538,13 +579,19 @@ async def open_mcp_server(
     host: str = "127.0.0.1",
     port: int = 8000,
     config: TransportConfig | None = None,
-    allowed_hosts: tuple[str, ...] = (),
-    allowed_origins: tuple[str, ...] = (),
+    allowed_hosts: Iterable[str] = (),
+    allowed_origins: Iterable[str] = (),
     dns_rebinding_protection: bool | None = None,
     peer_timeout: float | None = 10.0,
-    **hypercorn_options: Any,
+    hypercorn: Mapping[str, Any] | None = None,
+    **settings: Unpack[TransportSettings],
 ) -> AsyncIterator[McpHttpServer]:
     """Serve ``server`` with Hypercorn's HTTP/1.1 and HTTP/2 stack for the duration of the block.
+
+    Transport settings are the fields of :class:`TransportConfig`, given as keywords
+    (``json_response=True``) or as ``config=`` (keywords override it); an unknown
+    keyword is a :class:`~trio_mcp_http.UsageError` naming the nearest valid one.
+    Hypercorn's own settings go in ``hypercorn={"keep_alive_timeout": 10, ...}``.
 
     Leaving the block (or calling :meth:`McpHttpServer.shutdown`) drains the server
     (see :meth:`McpHttpApp.drain`), then closes the connections: idle ones at once,
@@ -557,22 +604,28 @@ async def open_mcp_server(
     the server writes to it is closed (and, on Linux, the kernel aborts one whose data
     stays unacknowledged that long: ``TCP_USER_TIMEOUT``).  ``None``: no such limit
     (a stalled peer then holds its own requests, until shutdown).
+
+    ``allowed_hosts``, ``allowed_origins`` and ``dns_rebinding_protection`` shape the
+    :class:`HostPolicy` derived from ``host`` (see :meth:`HostPolicy.for_bind`) unless
+    ``config.host_policy`` is given.
     """
+    if not isinstance(server, McpServer):
+        raise UsageError(f"expected an McpServer to serve, not {type(server).__name__}")
+    config = _transport_config(config, dict(settings))
     _check_peer_timeout(peer_timeout)
-    config = config or TransportConfig()
     config = replace(
         config,
         host_policy=HostPolicy.for_bind(
             host,
             enabled=dns_rebinding_protection,
-            allowed_hosts=allowed_hosts,
-            allowed_origins=allowed_origins,
+            allowed_hosts=tuple(allowed_hosts),
+            allowed_origins=tuple(allowed_origins),
         )
         if config.host_policy is None
         else config.host_policy,
     )
     app = McpHttpApp(server, config)
-    hc = _hypercorn_config(host, port, config, peer_timeout=peer_timeout, **hypercorn_options)
+    hc = _hypercorn_config(host, port, config, peer_timeout, hypercorn or {})
     worker = _Worker(wrap_app(app, hc.wsgi_max_body_size, "asgi"), hc, peer_timeout)  # type: ignore[arg-type]
     shutdown = trio.Event()
     worker_done = trio.Event()
@@ -607,7 +660,8 @@ async def open_mcp_server(
         sole = _sole_exception(group)
         if sole is None:
             raise
-        raise sole from None
+        # Its own cause is kept; the group it came in is not news to the caller.
+        raise sole from sole.__cause__
 
 
 def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
@@ -620,24 +674,42 @@ def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException |
 async def serve(
     server: McpServer,
     *,
+    handle_signals: bool = True,
+    task_status: trio.TaskStatus[McpHttpServer] = trio.TASK_STATUS_IGNORED,
     host: str = "127.0.0.1",
     port: int = 8000,
     config: TransportConfig | None = None,
-    handle_signals: bool = True,
-    task_status: trio.TaskStatus[McpHttpServer] = trio.TASK_STATUS_IGNORED,
-    **options: Any,
+    allowed_hosts: Iterable[str] = (),
+    allowed_origins: Iterable[str] = (),
+    dns_rebinding_protection: bool | None = None,
+    peer_timeout: float | None = 10.0,
+    hypercorn: Mapping[str, Any] | None = None,
+    **settings: Unpack[TransportSettings],
 ) -> None:
     """Serve until SIGINT/SIGTERM (or ``handle.shutdown()``), then drain and return.
 
-    Runs inside the caller's nursery: ``await nursery.start(serve, server)`` gives the
-    :class:`McpHttpServer` handle.
+    Takes the keywords of :func:`open_mcp_server`.  ``handle_signals=False`` leaves
+    SIGINT/SIGTERM to the caller.  Runs inside the caller's nursery too:
+    ``await nursery.start(serve, server)`` gives the :class:`McpHttpServer` handle
+    (keywords through :func:`functools.partial`).
     """
     with (
         trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM)
         if handle_signals
         else nullcontext() as signals
     ):
-        async with open_mcp_server(server, host=host, port=port, config=config, **options) as handle:
+        async with open_mcp_server(
+            server,
+            host=host,
+            port=port,
+            config=config,
+            allowed_hosts=allowed_hosts,
+            allowed_origins=allowed_origins,
+            dns_rebinding_protection=dns_rebinding_protection,
+            peer_timeout=peer_timeout,
+            hypercorn=hypercorn,
+            **settings,
+        ) as handle:
             task_status.started(handle)
             # The actual URL: with port 0 this is the only way to learn the port.
             logger.info("serving MCP at %s", handle.url)
