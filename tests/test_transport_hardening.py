@@ -244,3 +244,25 @@ async def test_initialize_in_a_batch_of_one_is_refused(mcp_server: McpServer, st
             assert "mcp-session-id" not in headers
             assert app.statistics()["sessions"] == 0
             nursery.cancel_scope.cancel()
+
+
+# -- per-session state stays bounded ---------------------------------------------------------
+
+
+async def test_refused_duplicate_ids_do_not_grow_the_session(mcp_server: McpServer, ctl: Controller) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            app, client = await _app(nursery, mcp_server, replayable_streams=4)
+            session_id = await client.open_session()
+            held = client.call("POST", call_tool(1, "hold", key="dup"), session_id)
+            await ctl.started["dup"].wait()
+            for _ in range(50):
+                status, _, body = await client.request("POST", call_tool(1, "echo", text="x"), session_id)
+                assert status == 200
+                assert b"already in use" in body
+            session = app._sessions._sessions[session_id]
+            # The held request's stream, and at most replayable_streams finished ones.
+            assert len(session._streams) <= 1 + 4
+            ctl.release("dup")
+            await held.done.wait()
+            nursery.cancel_scope.cancel()

@@ -278,7 +278,7 @@ class Session:
             # Answers are matched to requests by id alone; a second request in flight
             # under the same id would make both ambiguous (and cancellable by mistake).
             refused = f"Invalid Request: id {request.request_id!r} is already in use by a request in flight"
-            outbox.publish_final(jsonrpc.encode_error(request.request_id, INVALID_REQUEST, refused))
+            self._publish_final(outbox, jsonrpc.encode_error(request.request_id, INVALID_REQUEST, refused))
             return
         running = _Running(outbox)
         self._in_flight[request.request_id] = running
@@ -298,9 +298,14 @@ class Session:
             self.gate.handlers.leave()
             if message is None:
                 message = self._cancelled_answer(request, running, outbox)
-            outbox.publish_final(message)
-            if isinstance(outbox, SseStream) and outbox.finished:
-                self._retire(outbox)
+            self._publish_final(outbox, message)
+
+    def _publish_final(self, outbox: Outbox, message: bytes | None) -> None:
+        """Every answer owed on an outbox goes out here, so a stream it finishes is
+        retired (and the session's streams stay bounded) whichever way it was answered."""
+        outbox.publish_final(message)
+        if isinstance(outbox, SseStream) and outbox.finished:
+            self._retire(outbox)
 
     async def _answer(self, request: Envelope, outbox: Outbox) -> bytes:
         """Run one request's handler; returns the encoded response."""
