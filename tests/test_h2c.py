@@ -409,3 +409,32 @@ async def test_follow_up_with_httpx_over_h2c(mcp_server: McpServer) -> None:
             assert (wrong.http_version, wrong.status_code) == ("HTTP/2", 404)
             ok = await http.post(handle.url, content=json.dumps(initialize()), headers=POST_HEADERS)
             assert ok.status_code == 200
+
+
+async def test_repeated_connection_faults_are_reported_once_a_minute(
+    logs: LogWatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A peer that trips the same fault over and over gets one full report; the rest
+    are one-line debug records (no log flood from a hostile client)."""
+    monkeypatch.setattr(_serve._H2Protocol, "_handle_events", H2Protocol._handle_events)
+    with trio.fail_after(30):
+        async with worker_serving(answer_at_once) as port:
+            for _ in range(20):
+                victim = await H2c.open(port)
+                try:
+                    stream_id = await victim.start("POST", "/", {"content-type": "application/json"})
+                    exchange = victim.exchanges[stream_id]
+                    await victim.wait(lambda exchange=exchange: exchange.done)
+                    victim.conn.send_data(stream_id, b"x" * 1000, end_stream=True)
+                    await victim.flush()
+                    await read_to_eof(victim)
+                finally:
+                    await victim.aclose()
+            async with httpx.AsyncClient(timeout=10) as fresh:
+                assert (await fresh.get(f"http://127.0.0.1:{port}/")).status_code == 404
+    errors = [r for r in logs.records if r.levelno >= logging.ERROR]
+    held_back = [
+        r for r in logs.records if r.levelno == logging.DEBUG and "failed; closed it" in r.getMessage()
+    ]
+    assert len(errors) == 1, logs.errors()
+    assert len(held_back) == 19

@@ -392,6 +392,8 @@ class _Worker:
         self.ssl_context = config.create_ssl_context()
         self.connections: set[_Connection] = set()
         self._deadline = math.inf
+        self._last_report = -math.inf
+        self._held_back = 0
 
     async def run(
         self, shutdown_trigger: Callable[[], Awaitable[None]], task_status: trio.TaskStatus[list[str]]
@@ -475,6 +477,19 @@ class _Worker:
             stream = trio.SocketStream(trio.socket.from_stdlib_socket(accepted))
             connections.start_soon(self._serve_connection, stream, tls)
 
+    def _report(self, stream: trio.SocketStream, failure: BaseExceptionGroup[Exception]) -> None:
+        """Log a failed connection: with its traceback at most once a minute (at
+        ERROR), otherwise in one line (at DEBUG), with a count of those held back."""
+        now = trio.current_time()
+        if now - self._last_report >= _REPORT_EVERY:
+            held = f" ({self._held_back} more since the last report)" if self._held_back else ""
+            logger.error("connection from %s failed; closed it%s", _peer(stream), held, exc_info=failure)
+            self._last_report = now
+            self._held_back = 0
+        else:
+            self._held_back += 1
+            logger.debug("connection from %s failed; closed it: %r", _peer(stream), failure.exceptions)
+
     async def _serve_connection(self, stream: trio.SocketStream, tls: bool) -> None:
         connection = _Connection(stream, self.peer_timeout)
         connection.set_deadline(self._deadline)
@@ -493,12 +508,18 @@ class _Worker:
                 # driving it into an unexpected state) must not end the server.  The
                 # close stays orderly: a reset could destroy responses the peer has
                 # not read yet, e.g. those of the connection's other HTTP/2 streams.
-                logger.error("connection from %s failed; closed it", _peer(stream), exc_info=failure)
+                self._report(stream, failure)
         finally:
             self.connections.discard(connection)
             if trio.current_time() >= self._deadline and not connection.broken:
                 connection.abort()
             await connection.close_lingering()
+
+
+#: Seconds between two full reports of a failed connection: one traceback shows the
+#: fault; a peer repeating it (each malformed HTTP/2 header block can trip Hypercorn)
+#: must not flood the log.
+_REPORT_EVERY = 60.0
 
 
 def _peer(stream: trio.SocketStream) -> str:
