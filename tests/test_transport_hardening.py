@@ -17,15 +17,19 @@ from helpers import (
     Controller,
     H2Client,
     InMemoryClient,
+    SseParser,
+    build_server,
     call_tool,
     hypercorn_serving,
     initialize,
+    messages_of,
     raw_request,
     send_raw,
     wait_idle,
 )
 
-from trio_mcp_http import McpHttpApp, McpServer, TransportConfig
+from trio_mcp_http import Context, McpHttpApp, McpServer, TransportConfig
+from trio_mcp_http.protocol.input_requests import answer_is_valid
 
 TIMEOUT = 30
 
@@ -204,12 +208,7 @@ async def test_a_batch_beyond_the_limit_is_refused_before_anything_runs(
             pings = [{"jsonrpc": "2.0", "id": i, "method": "ping"} for i in range(64)]
             status, _, body = await client.request("POST", pings, session, **headers)
             assert status == 200
-            if json_response:
-                answers = json.loads(body)
-            else:
-                answers = [
-                    json.loads(line[6:]) for line in body.decode().splitlines() if line[:6] == "data: "
-                ]
+            answers = json.loads(body) if json_response else messages_of(SseParser().feed(body))
             assert sorted(a["id"] for a in answers) == list(range(64))
             status, _, _ = await client.request("POST", pings + pings[:1], session, **headers)
             assert status == 400
@@ -266,3 +265,98 @@ async def test_refused_duplicate_ids_do_not_grow_the_session(mcp_server: McpServ
             ctl.release("dup")
             await held.done.wait()
             nursery.cancel_scope.cancel()
+
+
+# -- answers to the server's questions are checked before the handler sees them ------------
+
+
+def _asking_server(ctl: Controller) -> McpServer:
+    server = build_server(ctl)
+
+    @server.tool()
+    async def sample_it(ctx: Context) -> str:
+        """Ask the client's model."""
+        answer = await ctx.sample([{"role": "user", "content": {"type": "text", "text": "hi"}}], 10)
+        return f"{answer['role']}: {answer['content']['text']}"
+
+    @server.tool()
+    async def roots_it(ctx: Context) -> str:
+        """List the client's roots."""
+        answer = await ctx.list_roots()
+        return ",".join(root["uri"] for root in answer["roots"])
+
+    return server
+
+
+GOOD_AND_BAD_ANSWERS = [
+    (
+        "ask_name",
+        "elicitation",
+        {"action": "accept", "content": {"name": "Ada"}},
+        "Hello, Ada!",
+        [{"action": "accept", "content": "s"}, "x", {"action": "maybe"}, [], None],
+    ),
+    (
+        "sample_it",
+        "sampling",
+        {"role": "assistant", "content": {"type": "text", "text": "yo"}},
+        "assistant: yo",
+        [{"role": "assistant"}, {"content": {"type": "text", "text": "t"}}, {"role": 1, "content": {}}, "x"],
+    ),
+    (
+        "roots_it",
+        "roots",
+        {"roots": [{"uri": "file:///a"}, {"uri": "file:///b", "name": "b"}]},
+        "file:///a,file:///b",
+        [{"roots": "x"}, {"roots": [1]}, {"roots": [{"name": "n"}]}, {"roots": [{"uri": 5}]}, "x"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("tool", "capability", "good", "expected", "bad_answers"), GOOD_AND_BAD_ANSWERS)
+async def test_session_era_answers_are_validated(
+    ctl: Controller,
+    logs: LogWatch,
+    tool: str,
+    capability: str,
+    good: Any,
+    expected: str,
+    bad_answers: list[Any],
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            _, client = await _app(nursery, _asking_server(ctl))
+            session = await client.open_session(**{capability: {}})
+            for n, answer in enumerate([*bad_answers, good]):
+                call = client.call("POST", call_tool(n, tool), session)
+                assert (await call.start())[0] == 200
+                asked = None
+                while asked is None:
+                    block = await call.next_block()
+                    assert block is not None
+                    asked = block.message
+                reply = {"jsonrpc": "2.0", "id": asked["id"], "result": answer}
+                status, _, _ = await client.request("POST", reply, session)
+                assert status == 202
+                final = messages_of(await call.read_to_end())[-1]
+                if answer is good:
+                    assert final["result"]["content"][0]["text"] == expected
+                else:
+                    assert final["error"]["code"] == -32602, (answer, final)
+                    assert "Traceback" not in json.dumps(final)
+            nursery.cancel_scope.cancel()
+    assert not logs.errors()
+
+
+@pytest.mark.parametrize(("tool", "capability", "good", "expected", "bad_answers"), GOOD_AND_BAD_ANSWERS)
+def test_answer_is_valid(
+    tool: str, capability: str, good: Any, expected: str, bad_answers: list[Any]
+) -> None:
+    method = {
+        "elicitation": "elicitation/create",
+        "sampling": "sampling/createMessage",
+        "roots": "roots/list",
+    }
+    assert answer_is_valid(method[capability], good)
+    for bad in bad_answers:
+        assert not answer_is_valid(method[capability], bad), bad

@@ -19,13 +19,27 @@ _CAPABILITY_OF = {
 
 
 def answer_is_valid(method: str, answer: Any) -> bool:
-    """Whether ``answer`` has the shape of a result of ``method`` (an input response)."""
+    """Whether ``answer`` has the shape of a result of ``method`` (an input response),
+    as far as handlers rely on it (MCP 2025-11-25 schema: ``ElicitResult``,
+    ``CreateMessageResult``, ``ListRootsResult``); what a handler then reads of it is
+    of the type it expects."""
+    if not isinstance(answer, dict):
+        return method not in _CAPABILITY_OF
     if method == "elicitation/create":
-        return isinstance(answer, dict) and answer.get("action") in ("accept", "decline", "cancel")
+        # ``content`` only comes with "accept", and is then the submitted form: an object.
+        return answer.get("action") in ("accept", "decline", "cancel") and isinstance(
+            answer.get("content", {}), dict
+        )
     if method == "sampling/createMessage":
-        return isinstance(answer, dict) and "content" in answer and "role" in answer
+        # ``content``: one content block, or (2025-11-25) a list of them.
+        content = answer.get("content")
+        blocks = content if isinstance(content, list) else [content]
+        return isinstance(answer.get("role"), str) and all(isinstance(b, dict) for b in blocks)
     if method == "roots/list":
-        return isinstance(answer, dict) and isinstance(answer.get("roots"), list)
+        roots = answer.get("roots")
+        return isinstance(roots, list) and all(
+            isinstance(root, dict) and isinstance(root.get("uri"), str) for root in roots
+        )
     return True
 
 

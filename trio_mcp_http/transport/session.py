@@ -24,7 +24,7 @@ import trio
 
 from ..protocol import jsonrpc
 from ..protocol.errors import INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, McpError
-from ..protocol.input_requests import InputRequest
+from ..protocol.input_requests import InputRequest, answer_is_valid
 from ..protocol.levels import level_rank
 from ..protocol.versions import at_least
 from ..server.context import Context
@@ -468,7 +468,14 @@ class _SessionOutlet:
                     INVALID_PARAMS,
                     f"the client did not declare the {capability!r} capability",
                 )
-            answers[key] = await session.request(request["method"], request.get("params"), self._outbox)
+            method = request["method"]
+            answer = await session.request(method, request.get("params"), self._outbox)
+            if not answer_is_valid(method, answer):
+                # Checked as in the stateless era: a handler reads the answer as the
+                # result type it asked for, so a malformed one is the client's error,
+                # never a crash inside the handler.
+                raise McpError(INVALID_PARAMS, f"the client's answer is not a valid {method} result")
+            answers[key] = answer
         return answers
 
     def close_stream(self, retry_ms: int | None) -> None:
