@@ -405,3 +405,25 @@ async def test_a_slow_stateless_reader_never_blocks_its_handler(
         await reader.done.wait()
         assert app.statistics() == {**app.statistics(), "requests_in_flight": 0, "http_calls_in_flight": 0}
         nursery.cancel_scope.cancel()
+
+
+async def test_a_handler_catching_exception_cannot_swallow_input_required(mcp_server: McpServer) -> None:
+    """Asking for input in this era unwinds the handler with a control-flow signal that,
+    like trio.Cancelled, is not an Exception: a broad ``except Exception`` lets it by."""
+
+    @mcp_server.tool()
+    async def careless(ctx: Context) -> str:
+        try:
+            answer = await ctx.elicit("Sure?", {"type": "object", "properties": {}}, key="sure")
+        except Exception:
+            return "swallowed"
+        return f"answered {answer['action']}"
+
+    async with serving(mcp_server) as (_handle, client):
+        with trio.fail_after(10):
+            ask = modern_request(
+                1, "tools/call", {"name": "careless", "arguments": {}}, capabilities={"elicitation": {}}
+            )
+            result = only_message(await post_modern(client, ask))["result"]
+            assert result["resultType"] == "input_required"
+            assert list(result["inputRequests"]) == ["sure"]
