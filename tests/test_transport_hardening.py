@@ -8,12 +8,14 @@ import os
 from typing import Any
 
 import h2.settings
+import httpx
 import pytest
 import trio
 import trio.testing
 from conftest import LogWatch
 from helpers import (
     POST_HEADERS,
+    Client,
     Controller,
     H2Client,
     InMemoryClient,
@@ -360,3 +362,31 @@ def test_answer_is_valid(
     assert answer_is_valid(method[capability], good)
     for bad in bad_answers:
         assert not answer_is_valid(method[capability], bad), bad
+
+
+# -- a client that half-closes after its request still learns to resume ---------------------
+
+
+async def test_a_half_closed_client_gets_a_retry_hint_and_can_resume(
+    mcp_server: McpServer, ctl: Controller, logs: LogWatch
+) -> None:
+    app = McpHttpApp(mcp_server, TransportConfig(retry_ms=1500))
+    with trio.fail_after(TIMEOUT):
+        async with hypercorn_serving(app, app) as port, httpx.AsyncClient() as http:
+            client = Client(http, f"http://127.0.0.1:{port}/mcp")
+            session = await client.open_session()
+            async with client.stream("POST", call_tool(1, "hold", key="half"), session) as reader:
+                priming = await reader.next_event()
+                assert priming.id is not None
+                await ctl.started["half"].wait()
+                # shutdown(SHUT_WR): Hypercorn reports http.disconnect, the socket still reads.
+                await reader.stream.send_eof()
+                rest = await reader.read_to_end()
+                assert reader.complete
+                assert [b.retry for b in rest if b.retry is not None] == [1500]
+            ctl.release("half")
+            await ctl.finished["half"].wait()
+            async with client.stream("GET", None, session, last_event_id=priming.id) as resumed:
+                _, message = await resumed.next_message()
+                assert message["result"]["content"][0]["text"] == "released half"
+    assert not logs.errors()

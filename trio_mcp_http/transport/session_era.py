@@ -359,7 +359,26 @@ class SessionEra:
                     session.cancel_answering_on(stream, "shutdown")
                     tail = await pump(attachment.receive, response, None, hold_last=True)
                     await self._finish_stream(attachment, response, tail)
+            elif response.client_gone and response.started and not response.completed and stream.resumable:
+                await self._last_hint(attachment, response)
             stream.release(attachment)
+
+    async def _last_hint(self, attachment: Attachment, response: GuardedResponse) -> None:
+        """The client is gone as far as the server can tell, but may still be reading: a
+        client that half-closed its connection after its request (Hypercorn reports
+        that as ``http.disconnect``) or one too slow to take data in time.  If the
+        stream still owes it something, end the body with what is queued and a
+        ``retry:`` hint (T-55), so a client that still reads knows to resume with
+        Last-Event-ID rather than take a clean end for the whole answer.  The final
+        send is shielded, bounded and never raises."""
+        stream = attachment.stream
+        queued, _ = drain_nowait(attachment.receive)
+        if stream.finished and not attachment.detached:
+            # The stream ended on this connection: what is queued is all it owes.
+            if queued:
+                await response.finish(queued)
+            return
+        await response.finish(queued + sse.retry(stream.retry_ms or self.config.retry_ms))
 
     async def _finish_stream(self, attachment: Attachment, response: GuardedResponse, tail: bytes) -> None:
         stream = attachment.stream
