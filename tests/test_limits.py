@@ -141,3 +141,49 @@ async def test_http_client_reads_the_413_of_an_oversized_body(mcp_server: McpSer
             assert json.loads(refused)["error"]["code"] == -32600
             assert status_after == 200
             assert b'"protocolVersion"' in initialized
+
+
+async def test_an_early_answer_to_a_client_expecting_100_continue_comes_at_once(
+    mcp_server: McpServer, autojump_clock: trio.testing.MockClock
+) -> None:
+    """``Expect: 100-continue``: the client sends its body only once asked for it, so an
+    answer decided before the body (404, 415, 413 by Content-Length, 405) reads nothing."""
+    app = McpHttpApp(mcp_server, TransportConfig(max_body_size=1000))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(app.run)
+        cases = [
+            ("/elsewhere", "POST", {}, 404),
+            ("/mcp", "POST", {"content-type": "text/plain"}, 415),
+            ("/mcp", "POST", {"content-length": "5000"}, 413),
+            ("/mcp", "PUT", {}, 405),
+        ]
+        for path, method, extra, status in cases:
+            call = TrickledCall(path, method)
+            headers = dict(call.scope["headers"])
+            headers.update({b"expect": b"100-continue"})
+            headers.update({k.encode(): v.encode() for k, v in extra.items()})
+            call.scope["headers"] = list(headers.items())
+            start = trio.current_time()
+            await app(call.scope, call.receive, call.send)  # the body never comes
+            assert call.status == status, path
+            assert trio.current_time() == start, path
+            assert call.read_before_answer == 0, path
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_body_is_discarded_at_most_once(
+    mcp_server: McpServer, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A DELETE whose body never ends, for an unknown session: its body is waited for
+    once (5 s), not again before the 404."""
+    app = McpHttpApp(mcp_server)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(app.run)
+        call = TrickledCall(method="DELETE")
+        call.scope["headers"] = [*call.scope["headers"], (b"mcp-session-id", b"0" * 32)]
+        call.feed(b"x")
+        start = trio.current_time()
+        await app(call.scope, call.receive, call.send)
+        assert call.status == 404
+        assert trio.current_time() - start == 5.0
+        nursery.cancel_scope.cancel()

@@ -165,7 +165,7 @@ class McpHttpApp:
             except ProtocolError as exc:
                 if not response.started:
                     if exc.status_hint != 408:  # a body too slow to read is not waited for again
-                        await self._discard_body(receive, response)
+                        await self._discard_body(scope, receive, response)
                     await response.error(exc)
             except Exception:
                 failed = True
@@ -173,7 +173,12 @@ class McpHttpApp:
             finally:
                 await response.complete(failed=failed)
 
-    async def _discard_body(self, receive: Receive, response: GuardedResponse) -> None:
+    async def _discard_body(self, scope: Message, receive: Receive, response: GuardedResponse) -> None:
+        if not response.body_started and _expects_continue(scope):
+            # The client waits for 100 (Continue) before it sends its body, and asking
+            # for the body is what makes a server send it: answering at once instead
+            # tells the client not to send it at all (RFC 9110 §10.1.1).
+            return
         # Generous in bytes (a client sending a little more than the limit still reads
         # its 413) and short in time (a trickler is not waited for).
         config = self.config
@@ -215,7 +220,7 @@ class McpHttpApp:
         elif method == "GET":
             await self._sessions.get(headers, receive, response)
         elif method == "DELETE":
-            await self._discard_body(receive, response)
+            await self._discard_body(scope, receive, response)
             await self._sessions.delete(headers, response)
         else:
             raise ProtocolError(
@@ -224,3 +229,8 @@ class McpHttpApp:
                 "Method Not Allowed",
                 headers=[(b"allow", b"GET, POST, DELETE")],
             )
+
+
+def _expects_continue(scope: Message) -> bool:
+    expect = RequestHeaders(scope.get("headers", ())).get("expect")
+    return expect is not None and expect.strip().lower() == "100-continue"

@@ -66,7 +66,9 @@ class GuardedResponse:
         "_head_tried",
         "_send",
         "_state",
+        "body_discarded",
         "body_read",
+        "body_started",
         "client_gone",
         "final_send_timeout",
         "send_timeout",
@@ -85,8 +87,12 @@ class GuardedResponse:
         #: ``http.response.start`` has been handed to the server (or tried).
         self._head_tried = False
         self.client_gone = False
+        #: The request body has been asked for (see :func:`read_body`).
+        self.body_started = False
         #: The request body has been read to its end (see :func:`discard_body`).
         self.body_read = False
+        #: :func:`discard_body` has run: a request's body is discarded at most once.
+        self.body_discarded = False
 
     @property
     def started(self) -> bool:
@@ -200,6 +206,7 @@ async def read_body(receive: Receive, limit: int, seconds: float, response: Guar
     must not hold a request open forever)."""
     chunks: list[bytes] = []
     size = 0
+    response.body_started = True
     with trio.move_on_after(seconds):
         while True:
             message = await receive()
@@ -235,8 +242,9 @@ async def discard_body(receive: Receive, limit: int, seconds: float, response: G
     (which HTTP/2 servers are known to mishandle).  Beyond the bounds the server
     answers anyway and the connection is closed.
     """
-    if response.body_read or response.client_gone:
+    if response.body_read or response.client_gone or response.body_discarded:
         return
+    response.body_discarded = response.body_started = True
     size = 0
     with trio.move_on_after(seconds):
         while size <= limit:
