@@ -390,3 +390,28 @@ async def test_a_half_closed_client_gets_a_retry_hint_and_can_resume(
                 _, message = await resumed.next_message()
                 assert message["result"]["content"][0]["text"] == "released half"
     assert not logs.errors()
+
+
+# -- WebSocket upgrades are refused, not failed ---------------------------------------------
+
+
+async def test_a_websocket_upgrade_is_refused_with_403(mcp_server: McpServer, logs: LogWatch) -> None:
+    app = McpHttpApp(mcp_server)
+    with trio.fail_after(TIMEOUT):
+        async with hypercorn_serving(app, app) as port:
+            headers = {
+                "connection": "Upgrade",
+                "upgrade": "websocket",
+                "sec-websocket-version": "13",
+                "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+            }
+            sock = await send_raw(port, raw_request("GET", port, headers=headers))
+            head = b""
+            while b"\r\n\r\n" not in head:
+                data = await sock.receive_some(65536)
+                assert data, head
+                head += data
+            await sock.aclose()
+            assert head.split(b" ", 2)[1] == b"403", head
+            assert app.statistics()["http_calls_in_flight"] == 0
+    assert not logs.errors()

@@ -133,7 +133,19 @@ class McpHttpApp:
             await self._http(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
-        # websocket and others: not ours; returning without accepting closes them.
+        elif kind == "websocket":
+            await self._refuse_websocket(receive, send)
+        # Other scope types: not ours.
+
+    @staticmethod
+    async def _refuse_websocket(receive: Receive, send: Send) -> None:
+        """MCP has no WebSocket transport: refuse the handshake.  Returning without a
+        word is an application error to the server (HTTP 500); a close before accepting
+        is a refusal (ASGI: the server answers 403), with 1008 "policy violation"
+        (RFC 6455 §7.4.1) where a close code is seen."""
+        message = await receive()
+        if message["type"] == "websocket.connect":
+            await send({"type": "websocket.close", "code": 1008})
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()
