@@ -378,16 +378,19 @@ async def test_rejected_initialize_leaves_no_session(mcp_server: McpServer) -> N
             assert handle.statistics()["sessions"] == 0
 
 
-async def test_session_cap_answers_503(mcp_server: McpServer) -> None:
+async def test_session_cap_answers_503_when_every_session_is_busy(mcp_server: McpServer) -> None:
     with trio.fail_after(TIMEOUT):
         async with serving(mcp_server, max_sessions=2) as (handle, client):
             first = await client.open_session()
-            await client.open_session()
-            full = await client.post(initialize(), headers=client.headers(version=None))
-            assert full.status_code == 503
-            assert int(full.headers["retry-after"]) > 0
-            assert "mcp-session-id" not in full.headers
-            assert handle.statistics()["sessions"] == 2
+            second = await client.open_session()
+            # Each session holds an open GET stream: none can be ended to make room.
+            async with client.stream("GET", None, first), client.stream("GET", None, second):
+                full = await client.post(initialize(), headers=client.headers(version=None))
+                assert full.status_code == 503
+                assert int(full.headers["retry-after"]) > 0
+                assert "mcp-session-id" not in full.headers
+                assert full.json()["id"] == 0
+                assert handle.statistics()["sessions"] == 2
             assert (await client.delete(first)).status_code == 204
             await client.open_session()
             assert handle.statistics()["sessions"] == 2

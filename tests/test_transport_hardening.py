@@ -415,3 +415,61 @@ async def test_a_websocket_upgrade_is_refused_with_403(mcp_server: McpServer, lo
             assert head.split(b" ", 2)[1] == b"403", head
             assert app.statistics()["http_calls_in_flight"] == 0
     assert not logs.errors()
+
+
+# -- the session cap: the least recently used idle session makes room ------------------------
+
+
+async def test_a_full_server_ends_its_least_recently_used_idle_session(
+    mcp_server: McpServer, ctl: Controller
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            app, client = await _app(nursery, mcp_server, max_sessions=3)
+            first, second, third = [await client.open_session() for _ in range(3)]
+            # ``first`` is used again: ``second`` is now the least recently used.
+            assert (await client.request("POST", {"jsonrpc": "2.0", "id": 1, "method": "ping"}, first))[
+                0
+            ] == 200
+            fourth = await client.open_session()
+            assert app.statistics()["sessions"] == 3
+            ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+            assert (await client.request("POST", ping, second))[0] == 404
+            for session in (first, third, fourth):
+                assert (await client.request("POST", ping, session))[0] == 200
+            # Every session busy (a request in flight, or an open stream): 503, naming
+            # the refused request.
+            held = client.call("POST", call_tool(3, "hold", key="busy"), first)
+            await ctl.started["busy"].wait()
+            listening = [client.call("GET", None, s) for s in (third, fourth)]
+            for call in listening:
+                assert (await call.start())[0] == 200
+            status, headers, body = await client.request("POST", initialize(request_id="init-7"))
+            assert status == 503
+            assert int(headers["retry-after"]) > 0
+            assert json.loads(body)["id"] == "init-7"
+            assert app.statistics()["sessions"] == 3
+            ctl.release("busy")
+            await held.done.wait()
+            # ``first`` is idle again: it makes room.
+            assert (await client.request("POST", initialize(request_id=8)))[0] == 200
+            assert (await client.request("POST", ping, first))[0] == 404
+            nursery.cancel_scope.cancel()
+
+
+async def test_refusals_name_the_request_when_its_id_was_readable(mcp_server: McpServer) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            _, client = await _app(nursery, mcp_server)
+            ping = {"jsonrpc": "2.0", "id": "p-1", "method": "ping"}
+            status, _, body = await client.request("POST", ping, "0" * 32)
+            assert status == 404
+            assert json.loads(body)["id"] == "p-1"
+            status, _, body = await client.request("POST", ping)  # no session id
+            assert status == 400
+            assert json.loads(body)["id"] == "p-1"
+            # A batch, or a body that is no request: no id to name.
+            status, _, body = await client.request("POST", [ping], "0" * 32)
+            assert status == 404
+            assert json.loads(body)["id"] is None
+            nursery.cancel_scope.cancel()

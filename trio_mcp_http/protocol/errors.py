@@ -83,7 +83,9 @@ class ProtocolError(McpError):
     """A request rejected at the HTTP layer.
 
     ``status_hint`` is the HTTP status the transport answers with; the body is a
-    JSON-RPC error object with no id (T-131).
+    JSON-RPC error object whose id is ``request_id``: the refused request's id once the
+    body has been read as a single request, else null (JSON-RPC 2.0 §5: null only when
+    the id could not be determined).
     """
 
     def __init__(
@@ -94,10 +96,12 @@ class ProtocolError(McpError):
         data: Any = None,
         *,
         headers: list[tuple[bytes, bytes]] | None = None,
+        request_id: int | str | None = None,
     ) -> None:
         super().__init__(code, message, data)
         self.status_hint = status_hint
         self.headers = headers or []
+        self.request_id = request_id
 
 
 class SessionNotFound(ProtocolError):

@@ -16,6 +16,7 @@ from ..protocol import decisions, jsonrpc
 from ..protocol.decisions import Era
 from ..protocol.errors import INTERNAL_ERROR, INVALID_REQUEST, ProtocolError, StateError, UsageError
 from ..protocol.http import HostPolicy, RequestHeaders
+from ..protocol.jsonrpc import Kind
 from ..server.mcp_server import McpServer
 from .asgi import ClientGone, GuardedResponse, Message, Receive, Send, discard_body, read_body
 from .config import TransportConfig
@@ -224,11 +225,20 @@ class McpHttpApp:
             decisions.check_declared_size(headers, self.config.max_body_size)
             body = await read_body(receive, self.config.max_body_size, self.config.body_timeout, response)
             parsed = jsonrpc.parse_body(body)
-            if decisions.era_of(parsed, headers) is Era.STATELESS:
-                assert not isinstance(parsed, list)
-                await self._stateless.handle(parsed, headers, receive, response)
-            else:
-                await self._sessions.post(parsed, headers, receive, response)
+            try:
+                if decisions.era_of(parsed, headers) is Era.STATELESS:
+                    assert not isinstance(parsed, list)
+                    await self._stateless.handle(parsed, headers, receive, response)
+                else:
+                    await self._sessions.post(parsed, headers, receive, response)
+            except ProtocolError as refused:
+                # The request is refused as a whole (503 when full or draining, 400,
+                # 404 ...): its error names it, since its id could be read (JSON-RPC
+                # 2.0 §5 keeps a null id for ids that could not be).
+                single = None if isinstance(parsed, list) else parsed
+                if single is not None and single.kind is Kind.REQUEST and refused.request_id is None:
+                    refused.request_id = single.id
+                raise
         elif method == "GET":
             await self._sessions.get(headers, receive, response)
         elif method == "DELETE":

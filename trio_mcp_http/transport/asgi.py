@@ -184,6 +184,8 @@ class GuardedResponse:
         await self._raw({"type": "http.response.body", "body": body, "more_body": False})
 
     async def error(self, exc: ProtocolError, request_id: int | str | None = None) -> None:
+        if request_id is None:
+            request_id = exc.request_id
         body = jsonrpc.encode_error(request_id, exc.code, exc.message, exc.data)
         await self.respond(exc.status_hint, JSON_HEADERS + exc.headers, body)
 

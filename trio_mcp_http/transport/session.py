@@ -168,6 +168,11 @@ class Session:
         if self._scope is not None:
             self._scope.cancel()
 
+    @property
+    def idle(self) -> bool:
+        """No request in flight and no open stream: ending it interrupts no exchange."""
+        return not self._in_flight and self.connections == 0
+
     def _connection_change(self, delta: int) -> None:
         self.connections += delta
         self._busy_change(delta)

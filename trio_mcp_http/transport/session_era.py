@@ -98,10 +98,32 @@ class SessionEra:
             del self._sessions[session.id]
 
     def _session_for(self, headers: RequestHeaders) -> Session:
-        session = self._sessions.get(decisions.session_id_of(headers))
+        session_id = decisions.session_id_of(headers)
+        # Popped and put back: the dict's order is the order of last use, least recent
+        # first, which is what making room evicts by.
+        session = self._sessions.pop(session_id, None)
         if session is None:
             raise SessionNotFound
+        self._sessions[session_id] = session
         return session
+
+    def _make_room(self) -> None:
+        """At ``max_sessions``: end the least recently used idle session (no request in
+        flight, no open stream), so that one client creating sessions cannot lock every
+        other out until they expire.  Its client gets 404 on its next request and
+        starts a new session (MCP 2025-11-25, Transports, Session Management: the
+        server MAY terminate a session at any time).  503 only when all are busy."""
+        if len(self._sessions) < self.config.max_sessions:
+            return
+        for session in self._sessions.values():
+            if session.idle:
+                logger.info(
+                    "session limit (%d) reached: ending the least recently used idle session",
+                    self.config.max_sessions,
+                )
+                session.terminate()
+                return
+        raise self.gate.refusal("too many sessions")
 
     # -- POST -------------------------------------------------------------------------
 
@@ -156,8 +178,7 @@ class SessionEra:
         if self.config.stateless:
             await self._deliver_stateless(version, capabilities, client, [request], receive, response)
             return
-        if len(self._sessions) >= self.config.max_sessions:
-            raise self.gate.refusal("too many sessions")
+        self._make_room()
         assert self._nursery is not None
         session_id = new_session_id()
         session = Session(
