@@ -26,11 +26,12 @@ from helpers import (
     initialize,
     messages_of,
     raw_request,
+    request,
     send_raw,
     wait_idle,
 )
 
-from trio_mcp_http import Context, McpHttpApp, McpServer, TransportConfig
+from trio_mcp_http import Context, InMemoryEventStore, McpHttpApp, McpServer, TransportConfig
 from trio_mcp_http.protocol.input_requests import answer_is_valid
 
 TIMEOUT = 30
@@ -472,4 +473,130 @@ async def test_refusals_name_the_request_when_its_id_was_readable(mcp_server: Mc
             status, _, body = await client.request("POST", [ping], "0" * 32)
             assert status == 404
             assert json.loads(body)["id"] is None
+            nursery.cancel_scope.cancel()
+
+
+# -- per-session memory is bounded in bytes -------------------------------------------------
+
+
+def test_the_event_store_is_bounded_in_bytes() -> None:
+    store = InMemoryEventStore(max_bytes=1000)
+    for seq in range(1, 6):
+        store.append(1, seq, b"a" * 100)
+        store.append(2, seq, b"b" * 100)
+    assert store.stored_bytes == 1000
+    # Over the budget, the oldest events go first, whichever stream they belong to.
+    store.append(3, 1, b"c" * 250)
+    assert store.stored_bytes <= 1000
+    assert store.replay_after(1, 0) is None  # stream 1 lost its first events
+    assert store.replay_after(1, 2) == [b"a" * 100] * 3
+    assert store.replay_after(2, 1) == [b"b" * 100] * 4
+    assert store.replay_after(3, 0) == [b"c" * 250]
+    # An event larger than the whole budget is kept, alone.
+    store.append(4, 1, b"d" * 5000)
+    assert store.stored_events() == 1
+    assert store.stored_bytes == 5000
+    assert store.replay_after(4, 0) == [b"d" * 5000]
+    store.append(4, 2, b"e")
+    assert store.replay_after(4, 1) == [b"e"]
+    store.forget(4)
+    assert store.stored_bytes == 0
+    assert store.stored_events() == 0
+
+
+async def test_a_session_publishing_large_events_stays_within_its_byte_budget(
+    mcp_server: McpServer,
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            app, client = await _app(nursery, mcp_server, stream_buffer_size=1024)
+            session_id = await client.open_session()
+            for n in range(4):
+                status, _, _ = await client.request(
+                    "POST", call_tool(n, "chatter", count=100, size=50_000), session_id
+                )
+                assert status == 200
+            store = app._sessions._sessions[session_id]._store
+            assert isinstance(store, InMemoryEventStore)
+            # 20 MB published; the default budget is 4 MiB.
+            assert store.stored_bytes <= 4 * 1024 * 1024
+            nursery.cancel_scope.cancel()
+
+
+def _resource_server(ctl: Controller) -> McpServer:
+    server = build_server(ctl)
+
+    @server.resource("file:///{path}")
+    async def files(path: str) -> str:
+        """Any file."""
+        return path
+
+    return server
+
+
+async def test_resource_subscriptions_are_bounded_in_bytes(ctl: Controller) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            _, client = await _app(nursery, _resource_server(ctl), json_response=True)
+            session = await client.open_session()
+
+            async def subscribe(n: int, uri: str, method: str = "resources/subscribe") -> dict[str, Any]:
+                status, _, body = await client.request("POST", request(n, method, {"uri": uri}), session)
+                assert status == 200
+                answer: dict[str, Any] = json.loads(body)
+                return answer
+
+            too_long = await subscribe(1, "file:///" + "x" * (8 * 1024))
+            assert too_long["error"]["code"] == -32602
+            # URIs of 8 KiB each: 32 fit in 256 KiB, the 33rd does not.
+            uris = [f"file:///{n:04d}" + "x" * (8 * 1024 - 12) for n in range(40)]
+            answers = [await subscribe(10 + n, uri) for n, uri in enumerate(uris)]
+            assert all("result" in a for a in answers[:32])
+            assert answers[32]["error"]["code"] == -32602
+            # Unsubscribing gives the room back; subscribing again costs nothing more.
+            assert "result" in await subscribe(100, uris[0], "resources/unsubscribe")
+            assert "result" in await subscribe(101, uris[32])
+            assert "result" in await subscribe(102, uris[32])
+            assert "error" in await subscribe(103, uris[33])
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_listen_stream_with_oversized_subscriptions_is_refused(ctl: Controller) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            _, client = await _app(nursery, _resource_server(ctl))
+            uris = ["file:///" + "y" * 8000 for _ in range(40)]
+            body = {
+                "jsonrpc": "2.0",
+                "id": "L1",
+                "method": "subscriptions/listen",
+                "params": {
+                    "notifications": {"resourceSubscriptions": uris},
+                    "_meta": {
+                        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                        "io.modelcontextprotocol/clientCapabilities": {},
+                    },
+                },
+            }
+            status, _, answer = await client.request(
+                "POST", body, mcp_protocol_version="2026-07-28", mcp_method="subscriptions/listen"
+            )
+            assert status == 400
+            assert json.loads(answer)["error"]["code"] == -32602
+            nursery.cancel_scope.cancel()
+
+
+async def test_initialize_with_oversized_client_state_is_refused(mcp_server: McpServer) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            app, client = await _app(nursery, mcp_server)
+            big = initialize(request_id=5, experimental={"blob": "z" * (64 * 1024)})
+            status, headers, body = await client.request("POST", big)
+            assert status == 400
+            assert "mcp-session-id" not in headers
+            assert json.loads(body)["error"]["code"] == -32602
+            assert json.loads(body)["id"] == 5
+            assert app.statistics()["sessions"] == 0
+            fine = initialize(request_id=6, experimental={"blob": "z" * (60 * 1024)})
+            assert (await client.request("POST", fine))[0] == 200
             nursery.cancel_scope.cancel()

@@ -8,17 +8,23 @@ HTTP status) the transport answers with.
 from __future__ import annotations
 
 import enum
+import json
+from typing import Any
 
-from .errors import INVALID_REQUEST, ProtocolError
+from .errors import INVALID_PARAMS, INVALID_REQUEST, McpError, ProtocolError
 from .http import RequestHeaders, accepts, is_json_content_type, is_valid_session_id
 from .jsonrpc import Envelope, Kind
 from .stateless import META_VERSION
 from .versions import LEGACY_VERSIONS
 
 __all__ = [
+    "MAX_CLIENT_STATE_BYTES",
+    "MAX_SUBSCRIPTION_BYTES",
+    "MAX_URI_BYTES",
     "Era",
     "batch_limit",
     "check_batch_size",
+    "check_client_state",
     "check_content_type",
     "check_declared_size",
     "check_post_accept",
@@ -27,7 +33,16 @@ __all__ = [
     "era_of",
     "session_id_of",
     "split_initialize",
+    "subscription_size",
 ]
+
+#: What a session keeps of its initialize request (capabilities and clientInfo),
+#: encoded: a session's memory is bounded in bytes, not just in counts.
+MAX_CLIENT_STATE_BYTES = 64 * 1024
+#: One resource URI a session subscribes to.
+MAX_URI_BYTES = 8 * 1024
+#: All the resource URIs one session (or one listen stream) subscribes to.
+MAX_SUBSCRIPTION_BYTES = 256 * 1024
 
 
 class Era(enum.Enum):
@@ -140,3 +155,30 @@ def split_initialize(parsed: Envelope | list[Envelope]) -> Envelope | None:
     if isinstance(parsed, list):
         raise ProtocolError(400, INVALID_REQUEST, "Invalid Request: initialize must not be part of a batch")
     return initialize[0]
+
+
+def check_client_state(capabilities: Any, client_info: Any) -> None:
+    """400 (-32602) for an initialize whose capabilities and clientInfo, which the
+    session keeps for its lifetime, exceed :data:`MAX_CLIENT_STATE_BYTES` encoded."""
+    size = len(json.dumps([capabilities, client_info], separators=(",", ":"), ensure_ascii=False))
+    if size > MAX_CLIENT_STATE_BYTES:
+        raise ProtocolError(
+            400,
+            INVALID_PARAMS,
+            f"Invalid params: capabilities and clientInfo may take at most {MAX_CLIENT_STATE_BYTES} "
+            "bytes encoded",
+        )
+
+
+def subscription_size(uri: str, held: int) -> int:
+    """The bytes ``uri`` adds to subscriptions already holding ``held`` bytes, or
+    -32602 when it is longer than :data:`MAX_URI_BYTES` or the total would pass
+    :data:`MAX_SUBSCRIPTION_BYTES`."""
+    size = len(uri.encode("utf-8", "surrogatepass"))
+    if size > MAX_URI_BYTES:
+        raise McpError(INVALID_PARAMS, f"Invalid params: a resource URI may be at most {MAX_URI_BYTES} bytes")
+    if held + size > MAX_SUBSCRIPTION_BYTES:
+        raise McpError(
+            INVALID_PARAMS, f"Invalid params: subscribed URIs may take at most {MAX_SUBSCRIPTION_BYTES} bytes"
+        )
+    return size

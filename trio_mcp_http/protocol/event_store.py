@@ -65,31 +65,62 @@ class InMemoryEventStore:
     """A bounded in-memory :class:`EventStore`.
 
     Holds at most ``max_events_per_stream`` events of each stream (the oldest are
-    evicted first) and at most ``max_streams`` streams (the least recently written
-    stream is dropped first), so a session's store never holds more than
-    ``max_streams * max_events_per_stream`` events, however long its streams run.
+    evicted first), at most ``max_streams`` streams (the least recently written stream
+    is dropped first) and at most ``max_bytes`` of frames in all: counts alone would
+    let a session that publishes large events hold ``max_streams *
+    max_events_per_stream`` of them.  Over the byte budget the oldest events are
+    evicted first, whichever stream they belong to; an event larger than the whole
+    budget is kept alone.
     """
 
-    def __init__(self, *, max_events_per_stream: int = 256, max_streams: int = 32) -> None:
-        if max_events_per_stream < 1 or max_streams < 1:
+    def __init__(
+        self, *, max_events_per_stream: int = 256, max_streams: int = 32, max_bytes: int = 4 * 1024 * 1024
+    ) -> None:
+        if max_events_per_stream < 1 or max_streams < 1 or max_bytes < 1:
             raise ConfigError("event store bounds must be positive")
         self.max_events_per_stream = max_events_per_stream
         self.max_streams = max_streams
+        self.max_bytes = max_bytes
         # Lists, not deques: a deque costs ~0.6 KB even for the two events of a typical
         # finished POST stream, and eviction (a bounded ``del events[0]``) is rare.
-        self._streams: OrderedDict[int, list[tuple[int, bytes]]] = OrderedDict()
+        # Each event is (seq, frame, order): ``order`` counts appends across streams,
+        # so the oldest event of the store is the first of some stream's list.
+        self._streams: OrderedDict[int, list[tuple[int, bytes, int]]] = OrderedDict()
+        self._order = 0
+        self._bytes = 0
+
+    @property
+    def stored_bytes(self) -> int:
+        return self._bytes
 
     def append(self, stream: int, seq: int, frame: bytes) -> None:
         events = self._streams.get(stream)
         if events is None:
             events = self._streams[stream] = []
             while len(self._streams) > self.max_streams:
-                self._streams.popitem(last=False)
+                self._drop(self._streams.popitem(last=False)[1])
         else:
             self._streams.move_to_end(stream)
         if len(events) >= self.max_events_per_stream:
-            del events[0]
-        events.append((seq, frame))
+            self._bytes -= len(events.pop(0)[1])
+        size = len(frame)
+        while self._bytes + size > self.max_bytes and self._bytes > 0:
+            self._evict_oldest()
+        self._order += 1
+        events.append((seq, frame, self._order))
+        self._bytes += size
+
+    def _evict_oldest(self) -> None:
+        oldest = min((events[0][2], stream) for stream, events in self._streams.items() if events)[1]
+        events = self._streams[oldest]
+        self._bytes -= len(events.pop(0)[1])
+        if not events and oldest != next(reversed(self._streams)):
+            # Emptied, and not the stream being written: forget it (a replay from it
+            # would be refused anyway, as from any unknown stream).
+            del self._streams[oldest]
+
+    def _drop(self, events: list[tuple[int, bytes, int]]) -> None:
+        self._bytes -= sum(len(frame) for _, frame, _ in events)
 
     def replay_after(self, stream: int, seq: int) -> list[bytes] | None:
         events = self._streams.get(stream)
@@ -99,10 +130,12 @@ class InMemoryEventStore:
             # Events after ``seq`` were evicted (or the whole stream was, and it has
             # been written again since): a replay would have a hole in it.
             return None
-        return [frame for s, frame in events if s > seq]
+        return [frame for s, frame, _ in events if s > seq]
 
     def forget(self, stream: int) -> None:
-        self._streams.pop(stream, None)
+        events = self._streams.pop(stream, None)
+        if events is not None:
+            self._drop(events)
 
     def stored_events(self) -> int:
         return sum(len(events) for events in self._streams.values())

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ..protocol import jsonrpc
+from ..protocol.decisions import subscription_size
 from ..protocol.errors import INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, McpError
 from ..protocol.input_requests import InputRequest, answer_is_valid
 from ..protocol.levels import level_rank
@@ -103,6 +104,7 @@ class Session:
         #: The threshold of log notifications: every level until ``logging/setLevel``.
         self.log_level = "debug"
         self.subscriptions: set[str] = set()
+        self._subscription_bytes = 0
         self.terminated = False
         self._nursery: trio.Nursery | None = None
         #: The session nursery's cancel scope, once :meth:`run` has started: the
@@ -356,13 +358,17 @@ class Session:
         if not isinstance(uri, str):
             raise McpError(INVALID_PARAMS, '"uri" must be a string')
         if subscribe:
-            if uri not in self.subscriptions and len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
-                raise McpError(
-                    INVALID_PARAMS, f"too many subscriptions: at most {MAX_SUBSCRIPTIONS} per session"
-                )
-            self.subscriptions.add(uri)
-        else:
+            if uri not in self.subscriptions:
+                if len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
+                    raise McpError(
+                        INVALID_PARAMS, f"too many subscriptions: at most {MAX_SUBSCRIPTIONS} per session"
+                    )
+                # Bounded in bytes too: 1024 URIs of 4 MiB each would be 4 GiB.
+                self._subscription_bytes += subscription_size(uri, self._subscription_bytes)
+                self.subscriptions.add(uri)
+        elif uri in self.subscriptions:
             self.subscriptions.discard(uri)
+            self._subscription_bytes -= len(uri.encode("utf-8", "surrogatepass"))
         await server.subscribe(uri, subscribe)
         return {}
 

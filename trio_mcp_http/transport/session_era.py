@@ -175,6 +175,8 @@ class SessionEra:
             )
         version = negotiate_legacy(params["protocolVersion"])
         client = client_info if isinstance(client_info, dict) else None
+        # Kept for the session's lifetime: bounded before the session exists.
+        decisions.check_client_state(capabilities, client)
         if self.config.stateless:
             await self._deliver_stateless(version, capabilities, client, [request], receive, response)
             return

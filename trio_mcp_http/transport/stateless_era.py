@@ -19,6 +19,7 @@ from typing import Any
 import trio
 
 from ..protocol import jsonrpc, sse
+from ..protocol.decisions import subscription_size
 from ..protocol.errors import INTERNAL_ERROR, INVALID_PARAMS, McpError, ProtocolError
 from ..protocol.http import RequestHeaders, accepts
 from ..protocol.input_requests import InputRequest, answer_is_valid, require_capabilities
@@ -301,7 +302,16 @@ class ModernEra:
                 honoured[key] = True
         uris = wanted.get("resourceSubscriptions")
         if isinstance(uris, list) and "resources" in capabilities:
-            honoured["resourceSubscriptions"] = [u for u in uris if isinstance(u, str)]
+            kept = [u for u in uris if isinstance(u, str)]
+            try:
+                # Held for as long as the stream is open: bounded as a session's are.
+                held = 0
+                for uri in kept:
+                    held += subscription_size(uri, held)
+            except McpError as exc:
+                await response.error(ProtocolError(400, exc.code, exc.message), listen_id)
+                return
+            honoured["resourceSubscriptions"] = kept
         send, channel = trio.open_memory_channel[bytes](self.config.stream_buffer_size)
         listener = _Listener(listen_id, honoured, send)
         self._listeners.add(listener)
