@@ -115,15 +115,14 @@ class SessionEra:
         server MAY terminate a session at any time).  503 only when all are busy."""
         if len(self._sessions) < self.config.max_sessions:
             return
-        for session in self._sessions.values():
-            if session.idle:
-                logger.info(
-                    "session limit (%d) reached: ending the least recently used idle session",
-                    self.config.max_sessions,
-                )
-                session.terminate()
-                return
-        raise self.gate.refusal("too many sessions")
+        victim = next((session for session in self._sessions.values() if session.idle), None)
+        if victim is None:
+            raise self.gate.refusal("too many sessions")
+        logger.info(
+            "session limit (%d) reached: ending the least recently used idle session",
+            self.config.max_sessions,
+        )
+        victim.terminate()  # leaves self._sessions at once (on_end)
 
     # -- POST -------------------------------------------------------------------------
 
