@@ -33,7 +33,9 @@ class TransportConfig:
     )
     body_timeout: float = _setting(30.0, "Seconds a request body may take to arrive; a slower one gets 408.")
     max_batch_size: int = _setting(
-        64, "Messages in one 2025-03-26 JSON-RPC batch; a larger batch is refused with 400."
+        64,
+        "Messages in one 2025-03-26 JSON-RPC batch; a larger batch (or, with SSE answers, one "
+        "not smaller than stream_buffer_size) is refused with 400.",
     )
     send_timeout: float = _setting(
         30.0,
@@ -45,7 +47,11 @@ class TransportConfig:
         "A session with no request in flight and no open stream expires after this many seconds "
         "(None: never).  Keep-alive comments do not count as activity.",
     )
-    max_sessions: int = _setting(10_000, "Cap on live sessions; initialize beyond it gets 503.")
+    max_sessions: int = _setting(
+        10_000,
+        "Cap on live sessions; at the cap, initialize ends the least recently used idle "
+        "session, and gets 503 only when every session is busy.",
+    )
     stream_buffer_size: int = _setting(
         256,
         "Events buffered for one connection before it counts as too slow: the connection is "
