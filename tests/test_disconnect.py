@@ -150,7 +150,8 @@ async def test_vanishing_clients(mcp_server: McpServer, ctl: Controller, logs: L
                     assert call.statuses == [200], call
                     assert call.body_ends == 1, call
 
-                # T-34: the disconnects cancelled no request; finish them now.
+                # Disconnection is not cancellation (2025-11-25 basic/transports §sending
+                # messages to the server): no request was cancelled; finish them now.
                 assert not any(ctl.cancelled[f"after-{n}"].is_set() for n in range(AFTER_BODY))
                 assert not any(ctl.cancelled[f"stream-{n}"].is_set() for n in range(MID_STREAM_POST))
                 for n in range(AFTER_BODY):
@@ -286,7 +287,7 @@ async def test_http2_stream_resets_are_disconnects(
                 assert post_call.statuses == [200]
                 assert body_call.statuses == [499]
                 assert all(c.body_ends == 1 for c in (get_call, post_call, body_call))
-                assert not ctl.cancelled["h2"].is_set()  # T-34
+                assert not ctl.cancelled["h2"].is_set()  # a disconnect is no cancellation
 
                 # The connection itself is fine: another stream on it is served.
                 echo = await client.request(

@@ -125,7 +125,8 @@ async def test_header_and_meta_validation(mcp_server: McpServer) -> None:
             call = modern_request(8, "tools/call", {"name": "echo", "arguments": {"text": "x"}})
             wrong_name = await post_modern(client, call, **{"mcp-name": "other"})
             assert (wrong_name.status_code, only_message(wrong_name)["error"]["code"]) == (400, -32020)
-            # Header names are case-insensitive (T-84); h11 itself folds them.
+            # Header names are case-insensitive (2026-07-28 basic/transports/streamable-http
+            # §case sensitivity); h11 itself folds them.
             upper = await post_modern(client, call, **{"MCP-NAME": "echo", "MCP-METHOD": "tools/call"})
             assert upper.status_code == 200, upper.text
             base64_name = await post_modern(
@@ -137,7 +138,8 @@ async def test_header_and_meta_validation(mcp_server: McpServer) -> None:
 async def test_disconnect_cancels_the_handler_and_leaves_nothing_behind(
     ctl: Controller, mcp_server: McpServer
 ) -> None:
-    """T-75: closing the response is cancellation in 2026-07-28."""
+    """Closing the response is cancellation in 2026-07-28 (2026-07-28
+    basic/transports/streamable-http §cancellation)."""
     async with serving(mcp_server) as (handle, _client):
         baseline = handle.statistics()
         body = modern_request(9, "tools/call", {"name": "hold", "arguments": {"key": "m1"}})
@@ -162,7 +164,8 @@ async def test_disconnect_cancels_the_handler_and_leaves_nothing_behind(
 
 
 async def test_session_and_stateless_clients_share_one_server(ctl: Controller, mcp_server: McpServer) -> None:
-    """T-00: a 2025-11-25 session and 2026-07-28 requests at the same time."""
+    """A 2025-11-25 session and 2026-07-28 requests at the same time (2026-07-28
+    basic/versioning §backward compatibility with initialization-based versions)."""
     async with serving(mcp_server) as (handle, client):
         with trio.fail_after(15):
             session = await client.open_session()

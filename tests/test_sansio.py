@@ -122,7 +122,7 @@ def test_error_encoding() -> None:
         "id": "x",
         "error": {"code": -32601, "message": "Method not found", "data": {"m": "q"}},
     }
-    # T-130: an unreadable id is answered with null (JSON-RPC 2.0).
+    # An unreadable id is answered with null (JSON-RPC 2.0 §5).
     without = json.loads(_jsonrpc.encode_error(None, -32700, "Parse error"))
     assert without["id"] is None
     assert without["error"] == {"code": -32700, "message": "Parse error"}
@@ -317,7 +317,8 @@ def test_host_policy_off_for_public_binds_still_checks_origin() -> None:
     policy = HostPolicy.for_bind("0.0.0.0")
     assert not policy.enabled
     assert _status(policy, "anything.example:8000", None) == 200
-    # T-04: with protection off the Origin must still be the request's own.
+    # With protection off the Origin must still be the request's own (2025-11-25
+    # basic/transports §security warning).
     assert _status(policy, "mcp.example:8000", "http://mcp.example:8000") == 200
     assert _status(policy, "mcp.example:8000", "http://evil.example") == 403
 

@@ -566,7 +566,8 @@ async def test_a_disconnect_before_the_task_exists_cancels_the_handler(
             assert (status, answer["result"]["resultType"]) == (200, "input_required")
 
             # Before start_task() the handler is the request's: the client leaving
-            # cancels it (T-75), and no task is left behind.
+            # cancels it (2026-07-28 basic/transports/streamable-http §cancellation), and
+            # no task is left behind.
             message = body(2, "tools/call", {"name": "slow_start", "arguments": {"key": "late"}}, WITH_TASKS)
             call = client.call("POST", message, **headers_for(message))
             await ctl.started["late"].wait()

@@ -78,7 +78,8 @@ async def test_request_is_answered_on_an_sse_stream(mcp_server: McpServer) -> No
                 assert reader.headers["content-type"] == "text/event-stream"
                 assert reader.headers["cache-control"] == "no-cache"
                 assert reader.headers["x-accel-buffering"] == "no"
-                # T-53: a priming event (id, empty data) comes first at 2025-11-25.
+                # A priming event (id, empty data) comes first at 2025-11-25 (2025-11-25
+                # basic/transports §sending messages to the server).
                 priming = await reader.next_event()
                 assert priming.id
                 assert priming.data == ""
@@ -89,7 +90,8 @@ async def test_request_is_answered_on_an_sse_stream(mcp_server: McpServer) -> No
                 "id": 7,
                 "result": {"content": [{"type": "text", "text": "世界"}]},
             }
-            # T-50: event ids are unique within the session.
+            # Event ids are unique within the session (2025-11-25 basic/transports
+            # §resumability and redelivery).
             assert len({b.id for b in [priming, *blocks] if b.id}) == len(
                 [b for b in [priming, *blocks] if b.id]
             )
@@ -102,7 +104,7 @@ async def test_older_clients_get_no_priming_event(mcp_server: McpServer) -> None
             response = await client.post(
                 call_tool(1, "echo", text="x"), session, headers=client.headers(session, "2025-03-26")
             )
-            # T-53 (conv.): clients before 2025-11-25 choke on empty data; none is sent.
+            # Clients before 2025-11-25 choke on empty data: no priming event is sent.
             blocks = SseParser().feed(response.content)
             assert [b.data for b in blocks if b.data is not None and not b.data] == []
             assert [m["id"] for m in response_messages(response)] == [1]
@@ -237,7 +239,9 @@ async def test_header_rules(mcp_server: McpServer) -> None:
         async with serving(mcp_server) as (_, client):
             session = await client.open_session()
             ping = request(1, "ping")
-            # Accept must list both media types for SSE-mode POSTs (T-10), and SSE for GET.
+            # Accept must list both media types for SSE-mode POSTs, and SSE for GET (2025-11-25
+            # basic/transports §sending messages to the server, §listening for messages
+            # from the server).
             for accept in ("application/json", "text/event-stream", "text/html"):
                 response = await client.post(ping, headers=client.headers(session, accept=accept))
                 assert response.status_code == 406, accept
@@ -245,14 +249,15 @@ async def test_header_rules(mcp_server: McpServer) -> None:
                 client.url, headers={"accept": "application/json", "mcp-session-id": session}
             )
             assert get.status_code == 406
-            # Content-Type must be JSON (T-11).
+            # Content-Type must be JSON (415, RFC 9110 §15.5.16).
             for content_type in ("text/plain", "application/x-www-form-urlencoded"):
                 response = await client.post(ping, headers=client.headers(session, content_type=content_type))
                 assert response.status_code == 415, content_type
             no_ct = client.headers(session)
             del no_ct["content-type"]
             assert (await client.post(ping, headers=no_ct)).status_code == 415
-            # MCP-Protocol-Version: unsupported → 400 on every method (T-71); absent → OK (T-72).
+            # MCP-Protocol-Version: unsupported → 400 on every method; absent → OK (2025-11-25
+            # basic/transports §protocol version header).
             for method in ("POST", "GET", "DELETE"):
                 bad = await client.http.request(
                     method,
@@ -356,7 +361,8 @@ async def test_delete_then_404_for_every_method(mcp_server: McpServer, ctl: Cont
                     headers=client.headers(session) | extra,
                 )
                 assert response.status_code == 404, method
-            # T-65: the client starts over and gets a new id; the other session is intact.
+            # The client starts over and gets a new id; the other session is intact
+            # (2025-11-25 basic/transports §session management).
             again = await client.open_session()
             assert again not in (session, other)
             assert (await client.post(request(3, "ping"), other)).status_code == 200
@@ -483,8 +489,9 @@ async def _wait_streams(handle: Any, count: int) -> None:
 
 
 async def test_every_message_goes_to_exactly_one_stream(mcp_server: McpServer, ctl: Controller) -> None:
-    """T-46 and T-43: unrelated messages on the GET stream only, request-related ones and
-    the response on the request's stream only."""
+    """Unrelated messages on the GET stream only, request-related ones and the response
+    on the request's stream only (2025-11-25 basic/transports §multiple connections,
+    §listening for messages from the server)."""
     with trio.fail_after(TIMEOUT):
         async with serving(mcp_server) as (_, client):
             session = await client.open_session()
@@ -546,7 +553,8 @@ async def test_cancelled_request_gets_no_response(mcp_server: McpServer, ctl: Co
             assert reader.eof
             assert messages_of(rest) == []
             assert not reader.sse.pending
-            # Cancelling something unknown or finished is harmless (T-110).
+            # Cancelling something unknown or finished is harmless (2025-11-25
+            # basic/utilities/cancellation).
             again = await client.post(notification("notifications/cancelled", {"requestId": 11}), session)
             assert again.status_code == 202
             junk = await client.post(
@@ -563,7 +571,8 @@ async def test_cancelled_request_gets_no_response(mcp_server: McpServer, ctl: Co
 
 async def test_resume_after_dropping_a_post_stream(mcp_server: McpServer, ctl: Controller) -> None:
     """Drop a POST stream after its first event.  GET with Last-Event-ID gets every
-    remaining event and the response exactly once (T-34, T-51, T-52), while another
+    remaining event and the response exactly once (2025-11-25 basic/transports
+    §resumability and redelivery), while another
     stream of the same session and a stream of another session are untouched."""
     with trio.fail_after(TIMEOUT):
         async with serving(mcp_server) as (handle, client):
@@ -588,7 +597,7 @@ async def test_resume_after_dropping_a_post_stream(mcp_server: McpServer, ctl: C
                     last_seen = dropped.seen[-1].id
                     assert first.id
                     assert last_seen
-                # The connection is gone; the request carries on (T-34).
+                # The connection is gone; the request carries on.
                 for i in range(2, 6):
                     ctl.send("main", "notify", f"m{i}")
                     ctl.send("sibling", "notify", f"s{i}")
@@ -659,7 +668,8 @@ async def test_resume_after_dropping_a_post_stream(mcp_server: McpServer, ctl: C
 async def test_handler_can_close_its_connection_and_client_resumes(
     mcp_server: McpServer, ctl: Controller
 ) -> None:
-    """SSE polling (T-54/T-55): retry: before the close, the rest after a resume."""
+    """SSE polling (SEP-1699; 2025-11-25 basic/transports §sending messages to the
+    server): retry: before the close, the rest after a resume."""
     with trio.fail_after(TIMEOUT):
         async with serving(mcp_server, retry_ms=1234) as (_, client):
             session = await client.open_session()
@@ -773,7 +783,7 @@ async def test_running_request_keeps_a_session_alive(
             session = await client.open_session()
             call = client.call("POST", call_tool(1, "hold", key="long"), session)
             await ctl.started["long"].wait()
-            # Even with the client gone, a running request is activity (T-34).
+            # Even with the client gone, a running request is activity.
             call.disconnect()
             status, _ = await call.start()
             assert status == 499
@@ -957,7 +967,8 @@ async def test_other_methods_and_paths(mcp_server: McpServer) -> None:
 
 
 async def test_origin_is_checked_on_every_method(mcp_server: McpServer) -> None:
-    """T-04: a cross-origin page can neither read a session's stream nor end it."""
+    """A cross-origin page can neither read a session's stream nor end it (2025-11-25
+    basic/transports §security warning)."""
     with trio.fail_after(TIMEOUT):
         async with serving(mcp_server) as (handle, client):
             session = await client.open_session()
@@ -978,7 +989,8 @@ async def test_origin_is_checked_on_every_method(mcp_server: McpServer) -> None:
 
 @pytest.mark.parametrize("json_response", [False, True])
 async def test_batches_in_a_2025_03_26_session(mcp_server: McpServer, json_response: bool) -> None:
-    """T-20/T-21: batches exist only in 2025-03-26; every request of a batch is answered."""
+    """Batches exist only in 2025-03-26 (2025-03-26 basic/index §batching); every request
+    of a batch is answered."""
     with trio.fail_after(TIMEOUT):
         async with serving(mcp_server, json_response=json_response) as (handle, client):
             old = await client.open_session(version="2025-03-26")

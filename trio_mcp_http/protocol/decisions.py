@@ -55,9 +55,11 @@ class Era(enum.Enum):
 
 
 def era_of(parsed: Envelope | list[Envelope], headers: RequestHeaders) -> Era:
-    """T-00: a session id means the session era; a modern ``_meta`` version or a
-    version header naming no 2025-era revision means the stateless era; a batch is
-    always the session era (2026-07-28 has none)."""
+    """A session id means the session era; a modern ``_meta`` version or a version
+    header naming no 2025-era revision means the stateless era; a batch is always the
+    session era (2026-07-28 has none).  This is how a dual-era server tells the eras
+    apart (2026-07-28 basic/versioning §backward compatibility with
+    initialization-based versions)."""
     if isinstance(parsed, list) or headers.get("mcp-session-id") is not None:
         return Era.SESSION
     meta = (parsed.params or {}).get("_meta")
@@ -84,7 +86,8 @@ def check_declared_size(headers: RequestHeaders, limit: int) -> None:
 
 
 def check_post_accept(headers: RequestHeaders, *, json_response: bool) -> None:
-    """T-10: a session-era POST must accept JSON, and SSE unless answers are JSON."""
+    """A session-era POST must accept JSON, and SSE unless answers are JSON (2025-11-25
+    basic/transports §sending messages to the server)."""
     accept = headers.get("accept")
     ok = accepts(accept, "application/json") and (json_response or accepts(accept, "text/event-stream"))
     if not ok:
@@ -101,7 +104,8 @@ def check_stream_accept(headers: RequestHeaders) -> None:
 
 
 def check_session_version(headers: RequestHeaders) -> None:
-    """T-71: a version header, when present, must name a session-era revision."""
+    """A version header, when present, must name a session-era revision (2025-11-25
+    basic/transports §protocol version header)."""
     version = headers.get("mcp-protocol-version")
     if version is not None and version not in LEGACY_VERSIONS:
         raise ProtocolError(400, INVALID_REQUEST, f"Bad Request: unsupported MCP-Protocol-Version: {version}")
@@ -109,7 +113,8 @@ def check_session_version(headers: RequestHeaders) -> None:
 
 def session_id_of(headers: RequestHeaders) -> str:
     """The ``Mcp-Session-Id`` of a request that needs one (400 when absent or not one
-    this server could have issued, T-62)."""
+    this server could have issued: visible ASCII only, 2025-11-25 basic/transports
+    §session management)."""
     session_id = headers.get("mcp-session-id")
     if session_id is None:
         raise ProtocolError(400, INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required")

@@ -36,7 +36,7 @@ INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 # Legacy-era (2025-*) resource-not-found code; the 2026-07-28 revision uses -32602.
 RESOURCE_NOT_FOUND = -32002
-# 2026-07-28 transport errors (CHECKLIST §14).
+# 2026-07-28 transport errors (2026-07-28 basic/index §error codes).
 HEADER_MISMATCH = -32020
 MISSING_CLIENT_CAPABILITY = -32021
 UNSUPPORTED_PROTOCOL_VERSION = -32022

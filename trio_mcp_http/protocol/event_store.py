@@ -1,4 +1,5 @@
-"""Event storage for resumable SSE streams (T-50 ... T-57).
+"""Event storage for resumable SSE streams (2025-11-25 basic/transports
+§resumability and redelivery).
 
 An :class:`EventStore` belongs to one session, so a ``Last-Event-ID`` can only ever
 replay that session's events.  Event ids name their stream: ``"<stream>/<seq>"``.

@@ -180,7 +180,7 @@ def encode_error(request_id: int | str | None, code: int, message: str, data: An
     if data is not None:
         error["data"] = data
     if request_id is None:
-        # T-130: the id could not be read; 2025-11-25 allows omitting it, older
+        # The id could not be read; 2025-11-25 allows omitting it, older
         # revisions' schemas want a member, so we send null as JSON-RPC 2.0 does.
         return to_json({"jsonrpc": "2.0", "id": None, "error": error})
     return to_json({"jsonrpc": "2.0", "id": request_id, "error": error})

@@ -78,7 +78,7 @@ METHODS = (
         }
     )
     | TASK_METHODS
-)  # the tasks extension (SEP-2663; _tasks.py)
+)  # the tasks extension (SEP-2663; transport/tasks.py)
 #: Results that carry caching hints (SEP-2549).
 CACHEABLE = frozenset(
     {

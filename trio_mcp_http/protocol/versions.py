@@ -16,12 +16,14 @@ LEGACY_VERSIONS: tuple[str, ...] = ("2025-03-26", "2025-06-18", "2025-11-25")
 MODERN_VERSIONS: tuple[str, ...] = ("2026-07-28",)
 SUPPORTED_VERSIONS: tuple[str, ...] = LEGACY_VERSIONS + MODERN_VERSIONS
 LATEST_LEGACY_VERSION = LEGACY_VERSIONS[-1]
-#: T-72: with no header and nothing else to go on, assume the first revision.
+#: With no header and nothing else to go on, assume the first revision (2025-11-25
+#: basic/transports §protocol version header).
 DEFAULT_LEGACY_VERSION = "2025-03-26"
 
 
 def negotiate_legacy(requested: object) -> str:
-    """T-101: echo a supported requested version, otherwise answer with our latest."""
+    """Echo a supported requested version, otherwise answer with our latest (2025-11-25
+    basic/lifecycle §version negotiation)."""
     if isinstance(requested, str) and requested in LEGACY_VERSIONS:
         return requested
     return LATEST_LEGACY_VERSION

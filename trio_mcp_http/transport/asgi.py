@@ -1,6 +1,6 @@
 """The ASGI edge: a response that is always completed exactly once, and body reading.
 
-Guarantee 1 (DESIGN.md): whatever way a handler leaves — return, exception,
+Guarantee 1 (docs/architecture.md): whatever way a handler leaves — return, exception,
 cancellation, client disconnect — :meth:`GuardedResponse.complete` finishes the
 response.  Nothing sent and the client gone: **499**.  Nothing sent and the server
 failed: **500** with a JSON-RPC error body.  Headers sent: a final empty body chunk.
@@ -44,7 +44,8 @@ JSON_HEADERS: list[tuple[bytes, bytes]] = [(b"content-type", b"application/json"
 SSE_HEADERS: list[tuple[bytes, bytes]] = [
     (b"content-type", b"text/event-stream"),
     (b"cache-control", b"no-cache"),
-    # T-79: stop reverse proxies from buffering the stream.
+    # Stop reverse proxies from buffering the stream (2026-07-28
+    # basic/transports/streamable-http §receiving messages).
     (b"x-accel-buffering", b"no"),
 ]
 

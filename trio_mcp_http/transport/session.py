@@ -1,16 +1,17 @@
 """A session of the 2025-* protocol era: one nursery that owns its requests.
 
-Ownership (DESIGN.md)::
+Ownership (docs/architecture.md, the ownership tree)::
 
     McpHttpApp.run()                 nursery owning every session
     └── Session.run()                one task + nursery per session; the task itself is
         │                            the idle-expiry watchdog (a CancelScope deadline)
         └── handler task per in-flight request, in its own CancelScope
 
-Each SSE stream of the session is an :class:`~trio_mcp_http._stream.SseStream`; the ASGI
-call currently carrying it drains its bounded channel.  Disconnection ends the
-connection, never the request (T-34): the handler keeps running and its output stays
-replayable from the session's event store.
+Each SSE stream of the session is a
+:class:`~trio_mcp_http.transport.streams.SseStream`; the ASGI call currently carrying
+it drains its bounded channel.  Disconnection ends the connection, never the request
+(2025-11-25 basic/transports §sending messages to the server): the handler keeps
+running and its output stays replayable from the session's event store.
 """
 
 from __future__ import annotations
@@ -247,8 +248,8 @@ class Session:
                 self._store.forget(number)
 
     def prime(self, stream: SseStream) -> None:
-        """T-53: a priming event, for clients that expect one (older ones choke on
-        empty data)."""
+        """A priming event (2025-11-25 basic/transports §sending messages to the server),
+        for clients that expect one (older ones choke on empty data)."""
         if stream.resumable and at_least(self.protocol_version, "2025-11-25"):
             stream.prime()
 
@@ -341,7 +342,7 @@ class Session:
     def _initialize_result(self) -> dict[str, Any]:
         server = self.server
         result: dict[str, Any] = {
-            # T-101: the version negotiated when the session was made.
+            # The version negotiated when the session was made.
             "protocolVersion": self.protocol_version,
             "capabilities": server.capabilities(),
             "serverInfo": server.server_info,
@@ -374,7 +375,7 @@ class Session:
 
     def _cancelled_answer(self, request: Envelope, running: _Running, outbox: Outbox) -> bytes | None:
         if running.reason == "client" and isinstance(outbox, SseStream):
-            return None  # T-110: no response to a request the client cancelled
+            return None  # a request the client cancelled gets no response
         return cancelled(request.request_id, running.reason).body
 
     def cancel_request(self, request_id: Any, reason: str) -> None:
@@ -457,7 +458,7 @@ class Session:
 
 
 class _SessionOutlet:
-    """The :class:`~trio_mcp_http._context.Outlet` of a request in a session."""
+    """The :class:`~trio_mcp_http.server.context.Outlet` of a request in a session."""
 
     __slots__ = ("_outbox", "_session")
 

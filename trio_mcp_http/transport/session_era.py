@@ -1,9 +1,9 @@
 """The session era (2025-03-26 ... 2025-11-25): POST, GET and DELETE with sessions.
 
 A peer of the stateless era: the app routes a request here and hands over the
-:class:`~trio_mcp_http._inflight.Gate` (admission, in-flight accounting, refusal); this
-module never sees the app.  It owns the live sessions, each a nursery started in the
-nursery :meth:`SessionEra.run` holds.
+:class:`~trio_mcp_http.transport.gate.Gate` (admission, in-flight accounting,
+refusal); this module never sees the app.  It owns the live sessions, each a nursery
+started in the nursery :meth:`SessionEra.run` holds.
 """
 
 from __future__ import annotations
@@ -145,7 +145,8 @@ class SessionEra:
         if initialize is not None:
             await self._initialize(initialize, receive, response)
             return
-        # T-71 (initialize itself may name any version: T-101 negotiates).
+        # An unsupported version header is refused (2025-11-25 basic/transports §protocol
+        # version header); initialize itself may name any version and gets one negotiated.
         decisions.check_session_version(headers)
         if self.config.stateless:
             version = headers.get("mcp-protocol-version") or DEFAULT_LEGACY_VERSION
@@ -153,7 +154,7 @@ class SessionEra:
             return
         session = self._session_for(headers)
         if batch and session.protocol_version != "2025-03-26":
-            # T-23: batching exists only in 2025-03-26.
+            # Batching exists only in 2025-03-26 (the 2025-06-18 changelog removes it).
             raise ProtocolError(
                 400, INVALID_REQUEST, "Invalid Request: batches are not supported in this protocol version"
             )
@@ -390,7 +391,7 @@ class SessionEra:
         client that half-closed its connection after its request (Hypercorn reports
         that as ``http.disconnect``) or one too slow to take data in time.  If the
         stream still owes it something, end the body with what is queued and a
-        ``retry:`` hint (T-55), so a client that still reads knows to resume with
+        ``retry:`` hint (SSE polling), so a client that still reads knows to resume with
         Last-Event-ID rather than take a clean end for the whole answer.  The final
         send is shielded, bounded and never raises."""
         stream = attachment.stream
@@ -406,7 +407,8 @@ class SessionEra:
         stream = attachment.stream
         if attachment.detached and stream.resumable:
             # The connection ends but the stream did not end on it: tell the client when
-            # to come back for the rest (T-55).
+            # to come back for the rest (2025-11-25 basic/transports §sending messages to
+            # the server).
             tail += sse.retry(stream.retry_ms or self.config.retry_ms)
         # The last frames and the end of the body in one message: for a typical POST
         # stream (priming event + response) one send per response fewer, ~10-15 % of its
@@ -442,7 +444,8 @@ class SessionEra:
         await self._stream_out(attachment, receive, response)
 
     def _resume(self, session: Session, last_event_id: str) -> Attachment:
-        """T-51/T-52: replay one stream's events after ``last_event_id``, then go live.
+        """Replay one stream's events after ``last_event_id``, then go live (2025-11-25
+        basic/transports §resumability and redelivery).
 
         Replay and attach happen with no checkpoint in between, so no event can fall
         into a gap or be sent twice.
@@ -451,7 +454,8 @@ class SessionEra:
         stream = session.find_stream(parsed[0]) if parsed is not None else None
         frames = stream.replay_after(parsed[1]) if stream is not None and parsed is not None else None
         if stream is None or frames is None:
-            # T-57: we refuse rather than resume with a hole in the stream.
+            # The spec defines no answer to an unknown id; we refuse rather than resume
+            # with a hole in the stream.
             raise ProtocolError(
                 400,
                 INVALID_REQUEST,

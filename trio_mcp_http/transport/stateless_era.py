@@ -6,8 +6,9 @@ mirror the body, input from the client comes back through *input-required result
 and server-wide notifications go to ``subscriptions/listen`` streams.
 
 The handler runs inside the ASGI call, in a nursery with a watcher of ``receive()``: a
-client disconnect cancels it (T-75).  The response starts as JSON and turns into an
-SSE stream only if the handler sends a notification before its result.
+client disconnect cancels it (2026-07-28 basic/transports/streamable-http
+§cancellation).  The response starts as JSON and turns into an SSE stream only if the
+handler sends a notification before its result.
 """
 
 from __future__ import annotations
@@ -134,7 +135,7 @@ class ModernEra:
         try:
             meta = validate(message, headers, self._param_headers)
         except ProtocolError as refused:
-            # Refused before the handler ran; the error names the request (T-130).
+            # Refused before the handler ran; the error names the request.
             await response.error(refused, request_id)
             return
         if meta is None:  # an accepted notification
@@ -215,7 +216,7 @@ class ModernEra:
                     else:
                         await response.respond(final.status, JSON_HEADERS, final.body)
         if response.client_gone or response.started or answer is None:
-            return  # T-75: nothing more is sent; the guard completes the response.
+            return  # nothing more is sent; the guard completes the response.
         await response.respond(answer.status, JSON_HEADERS, answer.body)
 
     @staticmethod
@@ -357,13 +358,14 @@ class ModernEra:
 
 
 class _ModernOutlet:
-    """The :class:`~trio_mcp_http._context.Outlet` of a stateless request.
+    """The :class:`~trio_mcp_http.server.context.Outlet` of a stateless request.
 
     The response is JSON unless a notification comes before the result; then it turns
-    into an SSE stream written by :func:`~trio_mcp_http._stream.pump` from a bounded
-    channel, so a handler never waits on its reader.  A reader that falls a whole
-    buffer behind is too slow: as in the session era its connection is ended, and since
-    a 2026-07-28 request cannot be resumed, that ends the request (T-75).
+    into an SSE stream written by :func:`~trio_mcp_http.transport.streams.pump` from a
+    bounded channel, so a handler never waits on its reader.  A reader that falls a
+    whole buffer behind is too slow: as in the session era its connection is ended,
+    and since a 2026-07-28 request cannot be resumed, that ends the request (2026-07-28
+    basic/transports/streamable-http §cancellation).
     """
 
     __slots__ = (
@@ -444,7 +446,7 @@ class _ModernOutlet:
                 await self.response.finish(tail)
             if self.response.client_gone:
                 # Found gone by a send (no http.disconnect came): as with a disconnect,
-                # the request cannot be resumed, so it ends (T-75).
+                # the request cannot be resumed, so it ends.
                 self._call.cancel()
         finally:
             self._done.set()

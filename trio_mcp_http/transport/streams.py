@@ -95,7 +95,8 @@ class SseStream:
         return self._store is not None
 
     def prime(self) -> None:
-        """T-53: an event with an id and empty data, so the client has a resume point."""
+        """A priming event: an id and empty data, so the client has a resume point
+        (2025-11-25 basic/transports §sending messages to the server)."""
         self.publish(b"")
 
     def publish(self, message: bytes) -> None:
@@ -146,7 +147,8 @@ class SseStream:
             self._let_go()
 
     def detach_connection(self, retry_ms: int | None = None) -> None:
-        """End the current connection but not the stream (SSE polling, T-54/T-55)."""
+        """End the current connection but not the stream (SSE polling, SEP-1699;
+        2025-11-25 basic/transports §sending messages to the server)."""
         if retry_ms is not None:
             self.retry_ms = retry_ms
         if self._current is not None:
@@ -168,7 +170,7 @@ class SseStream:
 
     def replay_after(self, seq: int) -> list[bytes] | None:
         if self._store is None or seq > self._seq:
-            # T-57: an id this stream never issued is unknown, not a resume point.
+            # An id this stream never issued is unknown, not a resume point.
             return None
         return self._store.replay_after(self.number, seq)
 

@@ -62,7 +62,7 @@ class _Waiter:
 class Task:
     """One task: the record ``tasks/get`` shows, and the scopes its work runs under.
 
-    It is also the handler's :class:`~trio_mcp_http._context.TaskControl`.
+    It is also the handler's :class:`~trio_mcp_http.server.context.TaskControl`.
     """
 
     def __init__(self, registry: TaskRegistry) -> None:
@@ -335,7 +335,7 @@ class TaskRegistry:
             await task.decided.wait()
         finally:
             if not task.born:
-                # Answered without a task, or the request is gone (T-75: the client
+                # Answered without a task, or the request is gone (cancelled: the client
                 # left, or the drain): the handler must not run on unowned.
                 task.lifetime.cancel()
         if task.born:
