@@ -314,7 +314,7 @@ def test_host_policy_trusts_configured_names() -> None:
 
 
 def test_host_policy_off_for_public_binds_still_checks_origin() -> None:
-    policy = HostPolicy.for_bind("0.0.0.0")
+    policy = HostPolicy.for_bind("192.0.2.10")
     assert not policy.enabled
     assert _status(policy, "anything.example:8000", None) == 200
     # With protection off the Origin must still be the request's own (2025-11-25
@@ -425,11 +425,11 @@ def test_host_policy_requires_a_host_when_protection_is_on() -> None:
     assert _status(policy, "", None) == 421
     assert _status(policy, "localhost:80:80", None) == 421
     assert _status(policy, "user@localhost", None) == 421
-    assert _status(HostPolicy.for_bind("0.0.0.0"), None, None) == 200
+    assert _status(HostPolicy.for_bind("192.0.2.10"), None, None) == 200
 
 
 def test_host_policy_origin_must_match_scheme_host_and_port() -> None:
-    policy = HostPolicy.for_bind("0.0.0.0", enabled=True, allowed_hosts=["mcp.example.com"])
+    policy = HostPolicy.for_bind("192.0.2.10", enabled=True, allowed_hosts=["mcp.example.com"])
     # Same origin as the Host the request names, ports defaulting by scheme.
     assert _status(policy, "mcp.example.com", "https://mcp.example.com") == 200
     assert _status(policy, "mcp.example.com", "http://mcp.example.com") == 200
@@ -451,7 +451,7 @@ def test_host_policy_refuses_malformed_origins_with_403() -> None:
         "",
     ):
         assert _status(policy, "127.0.0.1:8000", origin) == 403, origin
-    off = HostPolicy.for_bind("0.0.0.0")
+    off = HostPolicy.for_bind("192.0.2.10")
     for host in ("[::1", "a b", "x:y:z"):
         assert _status(off, host, "http://[::1") == 403, host
 
@@ -470,3 +470,29 @@ def test_host_policy_settings_are_validated() -> None:
 )
 def test_unusable_event_ids_are_unknown(event_id: str) -> None:
     assert parse_event_id(event_id) is None
+
+
+def test_a_wildcard_bind_protects_the_connections_that_arrive_on_loopback() -> None:
+    """Listening on every address: a browser on this machine reaches the server over
+    loopback (where DNS rebinding strikes), other hosts over the network."""
+    policy = HostPolicy.for_bind("0.0.0.0", allowed_hosts=["mcp.example.com"])
+    assert policy.enabled is None
+
+    def status(host: str | None, origin: str | None, local: str | None) -> int:
+        try:
+            policy.check(host, origin, local)
+        except ProtocolError as exc:
+            return exc.status_hint
+        return 200
+
+    assert status("evil.example", None, "127.0.0.1") == 421
+    assert status("evil.example", None, "::1") == 421
+    assert status("evil.example", None, None) == 421  # a Unix socket is local
+    assert status("localhost:8000", "http://localhost:5173", "127.0.0.1") == 200
+    assert status("mcp.example.com", None, "127.0.0.1") == 200
+    # From the network: any Host, but the Origin must still be the request's own.
+    assert status("anything.example", None, "192.0.2.10") == 200
+    assert status("anything.example", "http://evil.example", "192.0.2.10") == 403
+    # A Host that is the very address the connection arrived on cannot be rebound.
+    assert status("127.0.0.2:8000", None, "127.0.0.2") == 200
+    assert status("[::1]:8000", None, "::1") == 200

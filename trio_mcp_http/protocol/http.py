@@ -61,8 +61,9 @@ def _origin(value: str) -> tuple[str, str, int] | None:
 class RequestHeaders:
     """The request headers, read once from the ASGI scope.
 
-    Names are compared case-insensitively (RFC 9110 §5.1, T-67, T-84); values are kept
-    exactly as sent.  Repeated headers are joined with ``", "``.
+    Names are compared case-insensitively (RFC 9110 §5.1; 2026-07-28
+    basic/transports/streamable-http §case sensitivity); values are kept exactly as
+    sent.  Repeated headers are joined with ``", "``.
     """
 
     __slots__ = ("_map",)
@@ -122,13 +123,27 @@ def is_json_content_type(content_type: str | None) -> bool:
 
 
 def new_session_id() -> str:
-    """A session id: 192 random bits, URL-safe base64 (visible ASCII only, T-61/T-62)."""
+    """A session id: 192 random bits, URL-safe base64: visible ASCII only
+    (2025-11-25 basic/transports §session management)."""
     return secrets.token_urlsafe(24)
 
 
 def is_valid_session_id(value: str) -> bool:
-    """T-62: only visible ASCII, 0x21-0x7E."""
+    """Only visible ASCII, 0x21-0x7E (2025-11-25 basic/transports §session management)."""
     return bool(value) and all(0x21 <= ord(ch) <= 0x7E for ch in value)
+
+
+_WILDCARDS = frozenset({"0.0.0.0", "[::]"})
+
+
+def _is_loopback(name: str) -> bool:
+    return name in _LOOPBACK_NAMES or name.startswith("127.")
+
+
+def _address_name(address: str) -> str:
+    """A socket address as it is written in a Host header (IPv6 in brackets)."""
+    text = address.strip().lower()
+    return f"[{text}]" if ":" in text and not text.startswith("[") else text
 
 
 def _host_name(entry: str) -> str:
@@ -161,10 +176,14 @@ def _origin_pattern(entry: str) -> str:
 @dataclass(frozen=True)
 class HostPolicy:
     """Which ``Host`` and ``Origin`` headers a request may carry (DNS-rebinding
-    protection, 2025-11-25 transports §security warning; T-04, T-05, T-08).
+    protection, 2025-11-25 basic/transports §security warning).
 
     With ``enabled`` set, a request must carry a ``Host`` header naming one of
-    ``allowed_hosts`` (any port), else it is answered 421.  Whether or not protection is
+    ``allowed_hosts`` (any port) or the very address the connection arrived on (a
+    literal address cannot be rebound), else it is answered 421.  ``enabled=None``
+    decides per connection: on for connections that arrived on a loopback address
+    (where only this machine's pages and tools are expected), off for the others; it
+    is the policy of a server listening on every address.  Whether or not protection is
     enabled, an ``Origin`` header, when present, must be the request's own origin (the
     same host and port as ``Host``, the port defaulting by the origin's scheme) or match
     ``allowed_origins``, else the request is answered 403; ``null`` and malformed
@@ -177,7 +196,7 @@ class HostPolicy:
     ``allowed_hosts``, or list the name the proxy sends.
     """
 
-    enabled: bool = True
+    enabled: bool | None = True
     allowed_hosts: frozenset[str] = _LOOPBACK_NAMES
     allowed_origins: frozenset[str] = _LOOPBACK_ORIGINS
 
@@ -198,13 +217,16 @@ class HostPolicy:
         allowed_origins: Sequence[str] = (),
     ) -> HostPolicy:
         """The policy for a listening address: protection on for loopback binds (where
-        only this machine's pages and tools are expected), off otherwise."""
-        name = _host_name(host)
-        loopback = name in _LOOPBACK_NAMES or name.startswith("127.")
-        if enabled is None:
+        only this machine's pages and tools are expected), decided per connection for a
+        wildcard bind (``0.0.0.0``, ``::``), off for any other address."""
+        name = _host_name(host or "0.0.0.0")
+        loopback = _is_loopback(name)
+        if enabled is None and name not in _WILDCARDS:
             enabled = loopback
         hosts = set(_LOOPBACK_NAMES) | set(allowed_hosts)
         origins = set(allowed_origins)
+        if name in _WILDCARDS:
+            origins |= _LOOPBACK_ORIGINS
         if loopback:
             # Any 127/8 address is loopback; the address we listen on is a valid Host.
             hosts.add(name)
@@ -212,15 +234,23 @@ class HostPolicy:
             origins |= {f"{scheme}://{name}:*" for scheme in ("http", "https")}
         return cls(enabled=enabled, allowed_hosts=frozenset(hosts), allowed_origins=frozenset(origins))
 
-    def check(self, host: str | None, origin: str | None) -> None:
-        """Raise :class:`ProtocolError` (421 or 403) when the request must be refused."""
+    def check(self, host: str | None, origin: str | None, local: str | None = None) -> None:
+        """Raise :class:`ProtocolError` (421 or 403) when the request must be refused.
+
+        ``local`` is the address the connection arrived on (``None`` for a Unix socket,
+        which counts as local).
+        """
         authority = None if host is None else _authority(host)
-        if self.enabled:
+        local_name = None if local is None else _address_name(local)
+        enabled = self.enabled
+        if enabled is None:
+            enabled = local_name is None or _is_loopback(local_name)
+        if enabled:
             if authority is None:
                 raise ProtocolError(
                     421, INVALID_REQUEST, "Misdirected Request: a valid Host header is required"
                 )
-            if authority[0] not in self.allowed_hosts:
+            if authority[0] not in self.allowed_hosts and authority[0] != local_name:
                 raise ProtocolError(
                     421,
                     INVALID_REQUEST,

@@ -1,8 +1,8 @@
 """The ASGI application: MCP Streamable HTTP on one endpoint, both protocol eras.
 
 A thin router that owns the drain.  The session era and the stateless era are peers
-(``_session_era.py``, ``_modern.py``) handed one :class:`~trio_mcp_http._inflight.Gate`;
-neither sees this app.
+(``session_era.py``, ``stateless_era.py``) handed one
+:class:`~trio_mcp_http.transport.gate.Gate`; neither sees this app.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ __all__ = ["McpHttpApp", "TransportConfig"]
 
 logger = logging.getLogger("trio_mcp_http")
 
+_PER_CONNECTION = HostPolicy.for_bind("0.0.0.0")
+
 
 class McpHttpApp:
     """An ASGI application serving an :class:`McpServer` over Streamable HTTP.
@@ -49,8 +51,9 @@ class McpHttpApp:
         self._gate = Gate(self.config.retry_after)
         #: HTTP calls not yet answered: what the drain's last step waits for.
         self._calls = InFlight()
-        #: Host policies derived from the address a connection arrived on.
-        self._policies: dict[str, HostPolicy] = {}
+        #: Not configured: DNS-rebinding protection for connections that arrived on a
+        #: loopback address (or a Unix socket), as for a server listening everywhere.
+        self._host_policy = self.config.host_policy or _PER_CONNECTION
         #: The tasks of the 2026-07-28 tasks extension.
         self.tasks = TaskRegistry(
             server,
@@ -197,26 +200,14 @@ class McpHttpApp:
         config = self.config
         await discard_body(receive, 4 * config.max_body_size, min(config.body_timeout, 5.0), response)
 
-    def _host_policy(self, scope: Message) -> HostPolicy:
-        policy = self.config.host_policy
-        if policy is not None:
-            return policy
-        # Not configured: decided by the address the connection arrived on (a Unix
-        # socket counts as local).
-        server = scope.get("server")
-        address = str(server[0]) if server else "localhost"
-        policy = self._policies.get(address)
-        if policy is None:
-            policy = HostPolicy.for_bind(address)
-            if len(self._policies) < 64:  # a host has few addresses; never grow unbounded
-                self._policies[address] = policy
-        return policy
-
     async def _route(self, scope: Message, receive: Receive, response: GuardedResponse) -> None:
         if scope.get("path") != self.config.path:
             raise ProtocolError(404, INVALID_REQUEST, f"Not Found: the MCP endpoint is {self.config.path}")
         headers = RequestHeaders(scope.get("headers", ()))
-        self._host_policy(scope).check(headers.get("host"), headers.get("origin"))
+        server = scope.get("server")
+        self._host_policy.check(
+            headers.get("host"), headers.get("origin"), str(server[0]) if server else None
+        )
         if not self.running:
             raise ProtocolError(503, INTERNAL_ERROR, "Service Unavailable: server is not running")
         method = scope.get("method")
