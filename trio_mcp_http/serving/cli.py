@@ -2,7 +2,8 @@
 
 The ``serve`` command's flags are generated from :class:`TransportConfig`, so every
 transport setting has a flag with its default and its help.  One spelling means "off"
-or "never" everywhere: ``none`` (``0`` is an error for every timeout, as in the API).
+or "never" everywhere: ``none`` (``0`` is an error for every setting that ``none``
+turns off, as in the API; a grace period of ``0`` means "cancel at once").
 """
 
 from __future__ import annotations
