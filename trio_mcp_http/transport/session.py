@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -82,6 +81,33 @@ class _Pending:
 class Session:
     """One legacy-era session (or, in stateless mode, one request's worth of one)."""
 
+    # Slots: an idle session is mostly this object, and there may be thousands.
+    __slots__ = (
+        "_busy",
+        "_finished",
+        "_in_flight",
+        "_next_request_id",
+        "_next_stream",
+        "_nursery",
+        "_on_end",
+        "_pending",
+        "_scope",
+        "_store",
+        "_streams",
+        "_subscription_bytes",
+        "client_capabilities",
+        "client_info",
+        "config",
+        "connections",
+        "gate",
+        "id",
+        "log_level",
+        "protocol_version",
+        "server",
+        "subscriptions",
+        "terminated",
+    )
+
     def __init__(
         self,
         server: McpServer,
@@ -114,7 +140,9 @@ class Session:
         self._store: EventStore | None = None
         self._streams: dict[int, SseStream] = {}
         #: Numbers of finished POST streams still kept for resumption, oldest first.
-        self._finished: deque[int] = deque()
+        #: A list, not a deque: a deque costs ~0.6 KB even when nearly empty, and
+        #: this list is short (``replayable_streams``).
+        self._finished: list[int] = []
         self._next_stream = 1
         self._in_flight: dict[int | str, _Running] = {}
         self._pending: dict[int, _Pending] = {}
@@ -242,7 +270,7 @@ class Session:
             return
         self._finished.append(stream.number)
         while len(self._finished) > self.config.replayable_streams:
-            number = self._finished.popleft()
+            number = self._finished.pop(0)
             del self._streams[number]
             if self._store is not None:
                 self._store.forget(number)
