@@ -183,6 +183,9 @@ def test_the_command_line_has_a_version_and_imports_from_the_current_folder(tmp_
         (["--gracee", "3"], "unrecognized arguments: --gracee"),
         (["--max-sessions", "many"], "invalid int value"),
         (["--peer-timeout", "0"], "--peer-timeout"),
+        (["--port", "99999"], "--port"),
+        (["--log-level", "bogus"], "--log-level"),
+        (["--host", "192.0.2.1"], "cannot listen on 192.0.2.1:0"),
     ],
 )
 def test_the_command_line_refuses_bad_flags(

@@ -496,3 +496,7 @@ def test_a_wildcard_bind_protects_the_connections_that_arrive_on_loopback() -> N
     # A Host that is the very address the connection arrived on cannot be rebound.
     assert status("127.0.0.2:8000", None, "127.0.0.2") == 200
     assert status("[::1]:8000", None, "::1") == 200
+    # A dual-stack socket reports an IPv4 peer's local address as IPv4-mapped IPv6.
+    assert status("evil.example", None, "::ffff:127.0.0.1") == 421
+    assert status("127.0.0.1:8000", None, "::ffff:127.0.0.1") == 200
+    assert status("evil.example", None, "::ffff:192.0.2.10") == 200

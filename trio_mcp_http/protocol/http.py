@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import secrets
 from collections.abc import Iterable, Sequence
@@ -141,9 +142,17 @@ def _is_loopback(name: str) -> bool:
 
 
 def _address_name(address: str) -> str:
-    """A socket address as it is written in a Host header (IPv6 in brackets)."""
-    text = address.strip().lower()
-    return f"[{text}]" if ":" in text and not text.startswith("[") else text
+    """A socket address as it is written in a Host header (IPv6 in brackets).  An
+    IPv4-mapped IPv6 address (``::ffff:127.0.0.1``, what a dual-stack ``::`` socket
+    reports for an IPv4 peer) is the IPv4 address it maps."""
+    text = address.strip().lower().strip("[]")
+    try:
+        parsed = ipaddress.ip_address(text)
+    except ValueError:
+        return text
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
+        return str(parsed.ipv4_mapped)
+    return f"[{parsed}]" if parsed.version == 6 else str(parsed)
 
 
 def _host_name(entry: str) -> str:

@@ -97,6 +97,13 @@ def _finite(text: str) -> float:
     return value
 
 
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError(text)
+    return value
+
+
 def _seconds(text: str) -> float:
     """A positive, finite number of seconds."""
     value = _finite(text)
@@ -156,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serving = serve_cmd.add_argument_group("serving")
     serving.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serving.add_argument("--port", type=int, default=8000, help="port to listen on (0: any free port)")
+    serving.add_argument("--port", type=_port, default=8000, help="port to listen on (0: any free port)")
     serving.add_argument(
         "--allowed-host",
         action="append",
@@ -198,7 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
         "default: a random key per process)",
     )
     serving.add_argument("--access-log", action="store_true", help="log every request")
-    serving.add_argument("--log-level", default="INFO", help="logging level")
+    serving.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+        help="logging level",
+    )
     _add_transport_flags(serve_cmd)
     return parser
 
@@ -241,3 +254,6 @@ def main(argv: list[str] | None = None) -> None:
         )
     except McpHttpError as exc:
         parser.error(str(exc))
+    except OSError as exc:
+        # Cannot listen: the address is taken, unknown or not this machine's.
+        parser.error(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")

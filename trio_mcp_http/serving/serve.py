@@ -108,6 +108,17 @@ class McpHttpServer:
         return self.app.statistics()
 
 
+def _check_bindable(bind: str) -> None:
+    """Raise the OSError binding ``host:port`` would raise (address taken, not this
+    machine's, unknown), from a socket of our own that is closed either way: Hypercorn
+    leaves the socket of a failed bind open."""
+    host, _, port = bind.rpartition(":")
+    host = host.strip("[]")
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, int(port)))
+
+
 class _HypercornConfig(HypercornConfig):
     """Hypercorn's config, with a kernel-enforced bound on unacknowledged data.
 
@@ -122,6 +133,8 @@ class _HypercornConfig(HypercornConfig):
     peer_timeout: float | None = None
 
     def create_sockets(self) -> Sockets:
+        for bind in self.bind:
+            _check_bindable(bind)
         sockets = super().create_sockets()
         option = getattr(socket, "TCP_USER_TIMEOUT", None)
         if self.peer_timeout is not None and option is not None:
