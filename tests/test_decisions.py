@@ -168,3 +168,12 @@ def test_request_state_is_bound_to_its_request() -> None:
         stateless.RequestState(b"x" * 32).unseal("tools/call", params, sealed)
     with pytest.raises(Exception, match="requestState"):
         state.unseal("tools/call", params, sealed[:-2] + "AA")
+
+
+def test_an_overlong_string_id_is_refused() -> None:
+    from trio_mcp_http.protocol.jsonrpc import MAX_ID_LENGTH
+
+    fine = {"jsonrpc": "2.0", "id": "x" * MAX_ID_LENGTH, "method": "ping"}
+    assert parsed(fine).id == "x" * MAX_ID_LENGTH
+    with pytest.raises(ProtocolError, match="id longer than"):
+        parsed({**fine, "id": "x" * (MAX_ID_LENGTH + 1)})

@@ -565,7 +565,7 @@ async def test_a_listen_stream_with_oversized_subscriptions_is_refused(ctl: Cont
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
             _, client = await _app(nursery, _resource_server(ctl))
-            uris = ["file:///" + "y" * 8000 for _ in range(40)]
+            uris = [f"file:///{i}" + "y" * 8000 for i in range(40)]
             body = {
                 "jsonrpc": "2.0",
                 "id": "L1",
@@ -599,4 +599,88 @@ async def test_initialize_with_oversized_client_state_is_refused(mcp_server: Mcp
             assert app.statistics()["sessions"] == 0
             fine = initialize(request_id=6, experimental={"blob": "z" * (60 * 1024)})
             assert (await client.request("POST", fine))[0] == 200
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_session_whose_client_left_makes_room_when_none_is_idle(
+    mcp_server: McpServer, ctl: Controller
+) -> None:
+    """Work whose client went away (a tool still running) does not hold a session slot
+    for good: at the cap it is the one ended, not the session of a connected client."""
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            app, client = await _app(nursery, mcp_server, max_sessions=2)
+            left, present = await client.open_session(), await client.open_session()
+            abandoned = client.call("POST", call_tool(1, "hold", key="abandoned"), left)
+            await ctl.started["abandoned"].wait()
+            abandoned.disconnect()
+            await abandoned.done.wait()
+            listening = client.call("GET", None, present)
+            assert (await listening.start())[0] == 200
+            assert (await client.request("POST", initialize(request_id="new")))[0] == 200
+            await ctl.cancelled["abandoned"].wait()
+            ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+            assert (await client.request("POST", ping, left))[0] == 404
+            assert app.statistics()["sessions"] == 2
+            nursery.cancel_scope.cancel()
+
+
+async def test_requests_in_flight_per_session_are_capped(mcp_server: McpServer, ctl: Controller) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            _, client = await _app(nursery, mcp_server, json_response=True, max_requests_per_session=2)
+            session = await client.open_session()
+            held = [client.call("POST", call_tool(i, "hold", key=f"h{i}"), session) for i in (1, 2)]
+            for i in (1, 2):
+                await ctl.started[f"h{i}"].wait()
+            status, _, body = await client.request("POST", call_tool(3, "echo", text="x"), session)
+            assert status == 200
+            assert json.loads(body)["error"]["code"] == -32600
+            assert "at most 2" in json.loads(body)["error"]["message"]
+            for i in (1, 2):
+                ctl.release(f"h{i}")
+            for call in held:
+                await call.done.wait()
+            status, _, body = await client.request("POST", call_tool(4, "echo", text="y"), session)
+            assert json.loads(body)["result"]["content"][0]["text"] == "y"
+            nursery.cancel_scope.cancel()
+
+
+def _listen(request_id: str, notifications: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": "subscriptions/listen",
+        "params": {
+            "notifications": notifications,
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {},
+            },
+        },
+    }
+
+
+async def test_listen_streams_are_bounded_in_count_and_subscriptions(ctl: Controller) -> None:
+    headers = {"mcp_protocol_version": "2026-07-28", "mcp_method": "subscriptions/listen"}
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            _, client = await _app(nursery, _resource_server(ctl), max_listeners=1)
+            for uris in ([""], [f"file:///{i}" for i in range(1025)]):
+                status, _, body = await client.request(
+                    "POST", _listen("L", {"resourceSubscriptions": uris}), **headers
+                )
+                assert status == 400
+                assert json.loads(body)["error"]["code"] == -32602
+            first = client.call("POST", _listen("L1", {"toolsListChanged": True}), **headers)
+            assert (await first.start())[0] == 200
+            status, _, body = await client.request(
+                "POST", _listen("L2", {"toolsListChanged": True}), **headers
+            )
+            assert status == 503
+            assert json.loads(body)["id"] == "L2"
+            first.disconnect()
+            await first.done.wait()
+            second = client.call("POST", _listen("L3", {"toolsListChanged": True}), **headers)
+            assert (await second.start())[0] == 200
             nursery.cancel_scope.cancel()

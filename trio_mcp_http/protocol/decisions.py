@@ -43,6 +43,8 @@ MAX_CLIENT_STATE_BYTES = 64 * 1024
 MAX_URI_BYTES = 8 * 1024
 #: All the resource URIs one session (or one listen stream) subscribes to.
 MAX_SUBSCRIPTION_BYTES = 256 * 1024
+#: Resource subscriptions one session or one subscriptions/listen stream may hold.
+MAX_SUBSCRIPTIONS = 1024
 
 
 class Era(enum.Enum):
@@ -180,6 +182,8 @@ def subscription_size(uri: str, held: int) -> int:
     -32602 when it is longer than :data:`MAX_URI_BYTES` or the total would pass
     :data:`MAX_SUBSCRIPTION_BYTES`."""
     size = len(uri.encode("utf-8", "surrogatepass"))
+    if size == 0:
+        raise McpError(INVALID_PARAMS, "Invalid params: a resource URI must not be empty")
     if size > MAX_URI_BYTES:
         raise McpError(INVALID_PARAMS, f"Invalid params: a resource URI may be at most {MAX_URI_BYTES} bytes")
     if held + size > MAX_SUBSCRIPTION_BYTES:

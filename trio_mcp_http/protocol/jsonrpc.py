@@ -85,10 +85,18 @@ _single = TypeAdapter(Envelope)
 _batch = TypeAdapter(list[Envelope])
 
 
+#: Longest string id accepted.  JSON-RPC sets no bound, but an id is echoed in every
+#: answer and tag (each frame of a subscriptions/listen stream carries it): a megabyte
+#: id would be a megabyte per frame.
+MAX_ID_LENGTH = 1024
+
+
 def _classify(env: Envelope) -> Envelope:
     fields = env.model_fields_set
     if env.jsonrpc != "2.0":
         raise _invalid('"jsonrpc" must be "2.0"')
+    if isinstance(env.id, str) and len(env.id) > MAX_ID_LENGTH:
+        raise _invalid(f"id longer than {MAX_ID_LENGTH} characters")
     if env.method is not None:
         if "id" in fields:
             if env.id is None:

@@ -52,6 +52,14 @@ class TransportConfig:
         "Cap on live sessions; at the cap, initialize ends the least recently used idle "
         "session, and gets 503 only when every session is busy.",
     )
+    max_requests_per_session: int = _setting(
+        100,
+        "Requests of one session whose handlers may run at once; beyond it a request is "
+        "answered with a JSON-RPC error (-32600) without running.",
+    )
+    max_listeners: int = _setting(
+        1000, "Open 2026-07-28 subscriptions/listen streams; beyond it a new one gets 503."
+    )
     stream_buffer_size: int = _setting(
         256,
         "Events buffered for one connection before it counts as too slow: the connection is "
@@ -110,6 +118,8 @@ class TransportConfig:
             "max_body_size",
             "max_batch_size",
             "max_sessions",
+            "max_requests_per_session",
+            "max_listeners",
             "stream_buffer_size",
             "replayable_streams",
             "max_tasks",
@@ -149,6 +159,8 @@ class TransportSettings(TypedDict, total=False):
     send_timeout: float
     session_idle_timeout: float | None
     max_sessions: int
+    max_requests_per_session: int
+    max_listeners: int
     stream_buffer_size: int
     keepalive_interval: float | None
     replayable_streams: int

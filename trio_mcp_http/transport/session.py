@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ..protocol import jsonrpc
-from ..protocol.decisions import subscription_size
+from ..protocol.decisions import MAX_SUBSCRIPTIONS, subscription_size
 from ..protocol.errors import INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, McpError
 from ..protocol.input_requests import InputRequest, answer_is_valid
 from ..protocol.levels import level_rank
@@ -46,9 +46,6 @@ __all__ = ["Session"]
 logger = logging.getLogger("trio_mcp_http")
 
 Outbox = SseStream | JsonSlot
-
-#: Resource subscriptions one session may hold (its memory stays bounded).
-MAX_SUBSCRIPTIONS = 1024
 
 
 class _Running:
@@ -314,6 +311,13 @@ class Session:
             # Answers are matched to requests by id alone; a second request in flight
             # under the same id would make both ambiguous (and cancellable by mistake).
             refused = f"Invalid Request: id {request.request_id!r} is already in use by a request in flight"
+            self._publish_final(outbox, jsonrpc.encode_error(request.request_id, INVALID_REQUEST, refused))
+            return
+        if len(self._in_flight) >= self.config.max_requests_per_session:
+            # Handlers run on after their client left (disconnection is not
+            # cancellation in this era), so a client could pile up work without bound.
+            limit = self.config.max_requests_per_session
+            refused = f"Invalid Request: at most {limit} requests of one session may run at once"
             self._publish_final(outbox, jsonrpc.encode_error(request.request_id, INVALID_REQUEST, refused))
             return
         running = _Running(outbox)

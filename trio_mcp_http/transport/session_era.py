@@ -112,15 +112,20 @@ class SessionEra:
         flight, no open stream), so that one client creating sessions cannot lock every
         other out until they expire.  Its client gets 404 on its next request and
         starts a new session (MCP 2025-11-25, Transports, Session Management: the
-        server MAY terminate a session at any time).  503 only when all are busy."""
+        server MAY terminate a session at any time).  Failing that, the least recently
+        used session with no open connection: work whose client left (a tool still
+        running, a question nobody will answer) must not hold a slot for good.  503
+        only when every session has a client connected."""
         if len(self._sessions) < self.config.max_sessions:
             return
-        victim = next((session for session in self._sessions.values() if session.idle), None)
+        sessions = self._sessions.values()
+        victim = next((s for s in sessions if s.idle), None) or next(
+            (s for s in sessions if s.connections == 0), None
+        )
         if victim is None:
             raise self.gate.refusal("too many sessions")
-        logger.info(
-            "session limit (%d) reached: ending the least recently used idle session",
-            self.config.max_sessions,
+        logger.debug(
+            "session limit (%d) reached: ending a least recently used session", self.config.max_sessions
         )
         victim.terminate()  # leaves self._sessions at once (on_end)
 

@@ -20,7 +20,7 @@ from typing import Any
 import trio
 
 from ..protocol import jsonrpc, sse
-from ..protocol.decisions import subscription_size
+from ..protocol.decisions import MAX_SUBSCRIPTIONS, subscription_size
 from ..protocol.errors import INTERNAL_ERROR, INVALID_PARAMS, McpError, ProtocolError
 from ..protocol.http import RequestHeaders, accepts
 from ..protocol.input_requests import InputRequest, answer_is_valid, require_capabilities
@@ -303,8 +303,12 @@ class ModernEra:
                 honoured[key] = True
         uris = wanted.get("resourceSubscriptions")
         if isinstance(uris, list) and "resources" in capabilities:
-            kept = [u for u in uris if isinstance(u, str)]
+            kept = list(dict.fromkeys(u for u in uris if isinstance(u, str)))
             try:
+                if len(kept) > MAX_SUBSCRIPTIONS:
+                    raise McpError(
+                        INVALID_PARAMS, f"Invalid params: at most {MAX_SUBSCRIPTIONS} resource subscriptions"
+                    )
                 # Held for as long as the stream is open: bounded as a session's are.
                 held = 0
                 for uri in kept:
@@ -313,6 +317,9 @@ class ModernEra:
                 await response.error(ProtocolError(400, exc.code, exc.message), listen_id)
                 return
             honoured["resourceSubscriptions"] = kept
+        if len(self._listeners) >= self.config.max_listeners:
+            await response.error(self.gate.refusal("too many subscriptions/listen streams"), listen_id)
+            return
         send, channel = trio.open_memory_channel[bytes](self.config.stream_buffer_size)
         listener = _Listener(listen_id, honoured, send)
         self._listeners.add(listener)
