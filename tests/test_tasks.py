@@ -456,7 +456,7 @@ async def test_the_cap_bounds_task_records(tasks_server: McpServer, ctl: Control
     async with serving(tasks_server, max_tasks=1) as (_handle, client):
         with trio.fail_after(10):
             tasks = TasksClient(client)
-            assert_create_task_result(await tasks.call("hold", key="first"))
+            first_id = assert_create_task_result(await tasks.call("hold", key="first"))
             # Full: an optional tool answers directly, a required one is refused.
             ctl.release("second")
             direct = await tasks.call("hold", key="second")
@@ -465,6 +465,14 @@ async def test_the_cap_bounds_task_records(tasks_server: McpServer, ctl: Control
             assert (status, error["code"]) == (200, -32603)
             assert error["data"] == {"maxTasks": 1}
             ctl.release("first")
+            await ctl.finished["first"].wait()
+            assert (await tasks.get(first_id))["status"] == "completed"
+            # A finished record makes room for a new task before its ttl is up, rather
+            # than keeping task tools refused for everyone.
+            ctl.release("z")
+            assert_create_task_result(await tasks.call("needs_task", key="z"))
+            status, error = await tasks.error("tasks/get", taskId=first_id)
+            assert error["code"] == -32602
 
 
 async def test_drain_lets_tasks_finish_within_the_grace_period(

@@ -315,6 +315,8 @@ class TaskRegistry:
                 # Before the handler runs: it cannot be served without a task.
                 raise missing_extension()
             return await self.server.dispatch("tools/call", params, ctx)
+        if len(self._tasks) + self._provisional >= self.max_tasks:
+            self._reclaim()
         if self._nursery is None or len(self._tasks) + self._provisional >= self.max_tasks:
             if support == "optional":
                 return await self.server.dispatch("tools/call", params, ctx)
@@ -343,6 +345,15 @@ class TaskRegistry:
         if task.early_error is not None:
             raise task.early_error
         return task.early_result
+
+    def _reclaim(self) -> None:
+        """At ``max_tasks``: forget the oldest finished task before its ttl is up, so
+        records nobody polls any more cannot keep task tools refused for everyone."""
+        for task in self._tasks.values():  # oldest first
+            if task.status in TERMINAL:
+                del self._tasks[task.id]
+                task.lifetime.cancel()
+                return
 
     def _adopt(self, task: Task) -> None:
         """The task exists from now on: visible, counted, and its ttl running."""
