@@ -684,3 +684,28 @@ async def test_listen_streams_are_bounded_in_count_and_subscriptions(ctl: Contro
             second = client.call("POST", _listen("L3", {"toolsListChanged": True}), **headers)
             assert (await second.start())[0] == 200
             nursery.cancel_scope.cancel()
+
+
+async def test_a_client_waiting_for_a_json_answer_keeps_its_session(
+    mcp_server: McpServer, ctl: Controller
+) -> None:
+    """JSON mode: a client waiting for its answer is connected, as a stream reader is;
+    at the session cap the session whose client left is the one ended."""
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            _, client = await _app(nursery, mcp_server, json_response=True, max_sessions=2)
+            waiting, left = await client.open_session(), await client.open_session()
+            waiter = client.call("POST", call_tool(1, "hold", key="waiting"), waiting)
+            abandoned = client.call("POST", call_tool(2, "hold", key="left"), left)
+            await ctl.started["waiting"].wait()
+            await ctl.started["left"].wait()
+            abandoned.disconnect()
+            await abandoned.done.wait()
+            assert (await client.request("POST", initialize(request_id="a")))[0] == 200
+            await ctl.cancelled["left"].wait()
+            assert not ctl.cancelled["waiting"].is_set()
+            ctl.release("waiting")
+            status, _ = await waiter.start()
+            assert status == 200
+            assert json.loads(await waiter.body())["result"]["content"][0]["text"] == "released waiting"
+            nursery.cancel_scope.cancel()

@@ -92,6 +92,7 @@ class Session:
         "_store",
         "_streams",
         "_subscription_bytes",
+        "_waiting",
         "client_capabilities",
         "client_info",
         "config",
@@ -147,6 +148,8 @@ class Session:
         self._busy = 0
         #: Connections currently carrying one of the session's streams.
         self.connections = 0
+        #: Requests whose client waits for a JSON answer.
+        self._waiting = 0
 
     # -- lifetime ---------------------------------------------------------------------
 
@@ -204,6 +207,20 @@ class Session:
     def _connection_change(self, delta: int) -> None:
         self.connections += delta
         self._busy_change(delta)
+
+    def connection_opened(self) -> None:
+        """A client waits on this session for a JSON answer (streams count themselves
+        in :attr:`connections`)."""
+        self._waiting += 1
+
+    def connection_closed(self) -> None:
+        self._waiting -= 1
+
+    @property
+    def unattended(self) -> bool:
+        """No client is connected to the session: no open stream, no JSON answer
+        awaited."""
+        return self.connections == 0 and self._waiting == 0
 
     def _busy_change(self, delta: int) -> None:
         self._busy += delta

@@ -120,7 +120,7 @@ class SessionEra:
             return
         sessions = self._sessions.values()
         victim = next((s for s in sessions if s.idle), None) or next(
-            (s for s in sessions if s.connections == 0), None
+            (s for s in sessions if s.unattended), None
         )
         if victim is None:
             raise self.gate.refusal("too many sessions")
@@ -291,6 +291,9 @@ class SessionEra:
             # Wait for the answer or for the client to leave, whichever is first; the
             # handler wakes us by cancelling ``waiter`` (no watcher task needed).
             answered = False
+            # A client waiting for its JSON answer is connected, as one reading a stream
+            # is: its session is not among those that make room at the session cap.
+            session.connection_opened()
             try:
                 with trio.CancelScope() as waiter:
                     slot.waiter = waiter
@@ -300,6 +303,7 @@ class SessionEra:
                             return
                 answered = True
             finally:
+                session.connection_closed()
                 if not answered and not response.client_gone:
                     # Cancelled from outside (see _stream_out): answer with the
                     # requests' errors, shielded and bounded.
