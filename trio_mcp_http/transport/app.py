@@ -22,7 +22,7 @@ from .asgi import ClientGone, GuardedResponse, Message, Receive, Send, discard_b
 from .config import TransportConfig
 from .gate import Gate, InFlight
 from .session_era import SessionEra
-from .stateless_era import ModernEra
+from .stateless_era import StatelessEra
 from .tasks import TaskRegistry
 
 __all__ = ["McpHttpApp", "TransportConfig"]
@@ -62,7 +62,7 @@ class McpHttpApp:
             poll_interval=self.config.task_poll_interval,
         )
         self._sessions = SessionEra(server, self.config, self._gate)
-        self._stateless = ModernEra(server, self.config, self._gate, self.tasks)
+        self._stateless = StatelessEra(server, self.config, self._gate, self.tasks)
 
     # -- lifetime ---------------------------------------------------------------------
 

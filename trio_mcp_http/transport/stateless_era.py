@@ -51,7 +51,7 @@ from .runner import Answer, cancelled, run_handler
 from .streams import pump
 from .tasks import TaskRegistry
 
-__all__ = ["ModernEra"]
+__all__ = ["StatelessEra"]
 
 logger = logging.getLogger("trio_mcp_http")
 
@@ -86,7 +86,7 @@ class _Listener:
         return jsonrpc.encode_notification(method, body)
 
 
-class ModernEra:
+class StatelessEra:
     """Serves 2026-07-28 requests for one :class:`~trio_mcp_http.McpHttpApp`."""
 
     def __init__(self, server: McpServer, config: TransportConfig, gate: Gate, tasks: TaskRegistry) -> None:
@@ -174,7 +174,7 @@ class ModernEra:
         params = message.params or {}
         call = trio.CancelScope()
         config = self.config
-        outlet = _ModernOutlet(
+        outlet = _StatelessOutlet(
             response,
             call,
             accepts_sse=self._accepts_sse(headers),
@@ -230,7 +230,7 @@ class ModernEra:
         request_id: int | str,
         params: dict[str, Any],
         meta: dict[str, Any],
-        outlet: _ModernOutlet,
+        outlet: _StatelessOutlet,
     ) -> Answer:
         async def call() -> Any:
             if method == "server/discover":
@@ -364,7 +364,7 @@ class ModernEra:
         return answers
 
 
-class _ModernOutlet:
+class _StatelessOutlet:
     """The :class:`~trio_mcp_http.server.context.Outlet` of a stateless request.
 
     The response is JSON unless a notification comes before the result; then it turns
