@@ -593,3 +593,40 @@ async def test_a_disconnect_before_the_task_exists_cancels_the_handler(
             assert app.tasks.statistics() == {"tasks": 1, "tasks_running": 1}
             assert not ctl.cancelled["stays"].is_set()
             nursery.cancel_scope.cancel()
+
+
+async def test_kept_results_are_bounded_in_bytes(tasks_server: McpServer, ctl: Controller) -> None:
+    """Finished tasks' results are kept within max_task_bytes: the oldest finished
+    record is forgotten to make room, and a result larger than the budget fails its
+    task instead of being kept."""
+
+    @tasks_server.tool(task_support="optional")
+    async def big(ctx: Context, key: str, size: int) -> str:
+        with ctl.track(key):
+            await ctl.gates[key].wait()
+            return "x" * size
+
+    async with serving(tasks_server, max_task_bytes=3000) as (_handle, client):
+        with trio.fail_after(10):
+            tasks = TasksClient(client)
+            ids = {}
+            for key in ("a", "b"):
+                ids[key] = assert_create_task_result(await tasks.call("big", key=key, size=1200))
+                ctl.release(key)
+                await ctl.finished[key].wait()
+                assert (await tasks.get(ids[key]))["status"] == "completed"
+            # A third result of the same size does not fit beside both: "a" goes.
+            ids["c"] = assert_create_task_result(await tasks.call("big", key="c", size=1200))
+            ctl.release("c")
+            await ctl.finished["c"].wait()
+            assert (await tasks.get(ids["c"]))["status"] == "completed"
+            assert (await tasks.get(ids["b"]))["status"] == "completed"
+            _, error = await tasks.error("tasks/get", taskId=ids["a"])
+            assert error["code"] == -32602
+            # Larger than the whole budget: the task fails, and says why.
+            ids["d"] = assert_create_task_result(await tasks.call("big", key="d", size=5000))
+            ctl.release("d")
+            await ctl.finished["d"].wait()
+            failed = await tasks.get(ids["d"])
+            assert failed["status"] == "failed"
+            assert "too large" in json.dumps(failed)

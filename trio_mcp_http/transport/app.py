@@ -58,6 +58,7 @@ class McpHttpApp:
         self.tasks = TaskRegistry(
             server,
             max_tasks=self.config.max_tasks,
+            max_result_bytes=self.config.max_task_bytes,
             ttl=self.config.task_ttl,
             poll_interval=self.config.task_poll_interval,
         )

@@ -100,6 +100,12 @@ class TransportConfig:
         "Tasks extension (2026-07-28): cap on task records, running or finished; beyond it optional"
         " task tools answer directly and required ones are refused.",
     )
+    max_task_bytes: int = _setting(
+        64 * 1024 * 1024,
+        "Tasks extension: bytes of all finished tasks' results kept for tasks/get; the oldest "
+        "finished tasks are forgotten to make room, and a result larger than this fails its "
+        "task.",
+    )
     task_ttl: float | None = _setting(
         600.0,
         "Seconds a task stays reachable with tasks/get (its ttlMs); its work is cancelled if still "
@@ -123,6 +129,7 @@ class TransportConfig:
             "stream_buffer_size",
             "replayable_streams",
             "max_tasks",
+            "max_task_bytes",
         ):
             _positive(name, getattr(self, name), integer=True)
         for name in ("retry_ms", "retry_after"):
@@ -172,6 +179,7 @@ class TransportSettings(TypedDict, total=False):
     retry_after: int
     request_state_key: bytes | None
     max_tasks: int
+    max_task_bytes: int
     task_ttl: float | None
     task_poll_interval: float
 

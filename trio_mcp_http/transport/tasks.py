@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ..protocol import jsonrpc
 from ..protocol.errors import INTERNAL_ERROR, INVALID_PARAMS, McpError
 from ..protocol.input_requests import InputRequest, answer_is_valid, require_capabilities
 from ..protocol.tasks import TERMINAL, declares_tasks, missing_extension
@@ -87,6 +88,8 @@ class Task:
         self.outlet: _TaskOutlet | None = None
         self.lifetime = trio.CancelScope()
         self.work = trio.CancelScope()
+        #: Encoded bytes of the kept result, charged to the registry's budget.
+        self.size = 0
 
     # -- TaskControl ------------------------------------------------------------------
 
@@ -147,6 +150,11 @@ class Task:
             self.early_result = result
             self.decided.set()
         elif self.status not in TERMINAL:
+            size = self._registry._charge(self, result)
+            if size is None:
+                self.fail(McpError(INTERNAL_ERROR, "The task's result is too large to keep for tasks/get"))
+                return
+            self.size = size
             self.result = result
             self._set("completed")
 
@@ -260,11 +268,15 @@ class TaskRegistry:
         server: McpServer,
         *,
         max_tasks: int = 1000,
+        max_result_bytes: int = 64 * 1024 * 1024,
         ttl: float | None = 600.0,
         poll_interval: float = 1.0,
     ) -> None:
         self.server = server
         self.max_tasks = max_tasks
+        #: Bytes (encoded) of all kept results together.
+        self.max_result_bytes = max_result_bytes
+        self._result_bytes = 0
         #: Seconds a task stays reachable after it is created (``None``: until shutdown).
         self.ttl = ttl
         self.poll_interval_ms = max(1, round(poll_interval * 1000))
@@ -346,14 +358,34 @@ class TaskRegistry:
             raise task.early_error
         return task.early_result
 
-    def _reclaim(self) -> None:
-        """At ``max_tasks``: forget the oldest finished task before its ttl is up, so
-        records nobody polls any more cannot keep task tools refused for everyone."""
+    def _reclaim(self) -> bool:
+        """Forget the oldest finished task before its ttl is up (at ``max_tasks``, or
+        to keep a new result), so records nobody polls any more cannot keep task tools
+        refused, or memory held, for everyone.  ``False`` if none is finished."""
         for task in self._tasks.values():  # oldest first
             if task.status in TERMINAL:
-                del self._tasks[task.id]
+                self._forget(task)
                 task.lifetime.cancel()
-                return
+                return True
+        return False
+
+    def _forget(self, task: Task) -> None:
+        if self._tasks.get(task.id) is task:
+            del self._tasks[task.id]
+            self._result_bytes -= task.size
+            task.size = 0
+
+    def _charge(self, task: Task, result: Any) -> int | None:
+        """Make room for ``result`` in the byte budget; its size, or ``None`` if it
+        cannot be kept."""
+        size = len(jsonrpc.to_json(result))
+        if size > self.max_result_bytes:
+            return None
+        while self._result_bytes + size > self.max_result_bytes:
+            if not self._reclaim():
+                return None
+        self._result_bytes += size
+        return size
 
     def _adopt(self, task: Task) -> None:
         """The task exists from now on: visible, counted, and its ttl running."""
@@ -382,8 +414,7 @@ class TaskRegistry:
                     await trio.sleep_forever()  # keep the outcome for tasks/get
         finally:
             if task.born:
-                if self._tasks.get(task.id) is task:
-                    del self._tasks[task.id]
+                self._forget(task)
             else:
                 self._provisional -= 1
                 if not task.decided.is_set():
