@@ -461,6 +461,25 @@ async def serving(server: McpServer, **config: Any) -> AsyncIterator[tuple[Any, 
 # -- in-memory ASGI ----------------------------------------------------------------------
 
 
+def http_scope(method: str, headers: dict[str, str], path: str = "/mcp") -> dict[str, Any]:
+    """The ASGI scope of an HTTP/1.1 request to 127.0.0.1:8000 over loopback."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1:8000")]
+        + [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+
 class AsgiCall:
     """One HTTP request to an ASGI app, in memory: no sockets, so MockClock works."""
 
@@ -473,21 +492,7 @@ class AsgiCall:
         path: str = "/mcp",
     ) -> None:
         self.app = app
-        self.scope = {
-            "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.3"},
-            "http_version": "1.1",
-            "method": method,
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": b"",
-            "root_path": "",
-            "headers": [(b"host", b"127.0.0.1:8000")]
-            + [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-            "client": ("127.0.0.1", 50000),
-            "server": ("127.0.0.1", 8000),
-        }
+        self.scope = http_scope(method, headers, path)
         self._body = body
         self._body_sent = False
         self.gone = trio.Event()
@@ -650,6 +655,10 @@ class H2Stream:
     reset: bool = False
 
     @property
+    def done(self) -> bool:
+        return self.ended or self.reset
+
+    @property
     def blocks(self) -> list[SseEvent]:
         return SseParser().feed(self.data)
 
@@ -665,6 +674,8 @@ class H2Client:
         )
         self.streams: dict[int, H2Stream] = {}
         self.closed = False
+        #: Connection-level events in arrival order: "goaway", "eof".
+        self.timeline: list[str] = []
 
     @classmethod
     async def open(cls, port: int) -> H2Client:
@@ -707,6 +718,7 @@ class H2Client:
         data = await self.sock.receive_some(65536)
         if not data:
             self.closed = True
+            self.timeline.append("eof")
             raise EOFError("connection closed")
         for event in self.conn.receive_data(data):
             stream = self.streams.get(getattr(event, "stream_id", 0) or 0)
@@ -722,6 +734,8 @@ class H2Client:
                 stream.ended = True
             elif isinstance(event, h2.events.StreamReset) and stream is not None:
                 stream.reset = True
+            elif isinstance(event, h2.events.ConnectionTerminated):
+                self.timeline.append("goaway")
         await self._flush()
 
     async def wait(self, predicate: Callable[[], bool]) -> None:

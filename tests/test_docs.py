@@ -15,7 +15,6 @@ Conventions (HTML comments on the lines right above a fence, invisible when rend
   stateless 2026-07-28 request.  ``"via": "app"`` serves the module's ``app`` (an
   ``McpHttpApp``) on plain Hypercorn instead; a module-level ``config`` (a
   ``TransportConfig``) is used when present;
-* ``<!-- not-run: reason -->``: not run (kept for what cannot run in a test);
 * ``http`` blocks come in pairs, a request then its response: the request is sent, in
   order, to the page's last ``serves`` server, and the response must match (status,
   the headers shown, the JSON body; a ``"..."`` string matches any value, and in a
@@ -62,7 +61,7 @@ CLIENT_INFO = {"name": "docs-test", "version": "0"}
 LOCAL_ENV = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
 
 _FENCE = re.compile(r"^\s*(`{3,}|~{3,})\s*([^\s`]*)")
-_MARKER = re.compile(r"^<!--\s*(continues|serves|not-run)\s*(?::\s*(.*?))?\s*-->\s*$")
+_MARKER = re.compile(r"^<!--\s*(continues|serves)\s*(?::\s*(.*?))?\s*-->\s*$")
 
 
 @dataclass
@@ -126,8 +125,7 @@ def _select(language: str, *, serves: bool | None = None) -> list[Any]:
             continue
         if serves is not None and ("serves" in block.markers) != serves:
             continue
-        marks = [pytest.mark.skip(reason=block.markers["not-run"])] if "not-run" in block.markers else []
-        chosen.append(pytest.param(block, id=block.name, marks=marks))
+        chosen.append(pytest.param(block, id=block.name))
     return chosen
 
 

@@ -12,7 +12,6 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import h2.config
@@ -27,6 +26,8 @@ from helpers import (
     LATEST,
     POST_HEADERS,
     Controller,
+    H2Client,
+    H2Stream,
     SseParser,
     call_tool,
     initialize,
@@ -48,47 +49,27 @@ MAX_BODY = 65_536
 LARGE = b"x" * (8 * MAX_BODY)
 
 
-@dataclass
-class Exchange:
-    status: int | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    data: bytes = b""
-    ended: bool = False
-    reset: bool = False
+#: One stream's response, as the helpers' HTTP/2 client records it.
+Exchange = H2Stream
+
+
+class H2c(H2Client):
+    """One h2c connection (prior knowledge), driven frame by frame: the helpers' client,
+    plus requests to any path with a body sent as flow control allows."""
 
     @property
-    def done(self) -> bool:
-        return self.ended or self.reset
-
-
-class H2c:
-    """One h2c connection (prior knowledge), driven frame by frame."""
-
-    def __init__(self, sock: trio.SocketStream, port: int) -> None:
-        self.sock = sock
-        self.port = port
-        self.conn = h2.connection.H2Connection(
-            h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
-        )
-        self.exchanges: dict[int, Exchange] = {}
-        #: Events in arrival order, by kind: "goaway", "eof".
-        self.timeline: list[str] = []
-
-    @classmethod
-    async def open(cls, port: int) -> H2c:
-        client = cls(await trio.open_tcp_stream("127.0.0.1", port), port)
-        client.conn.initiate_connection()
-        await client.flush()
-        return client
+    def exchanges(self) -> dict[int, H2Stream]:
+        return self.streams
 
     @property
     def eof(self) -> bool:
         return "eof" in self.timeline
 
     async def flush(self) -> None:
-        data = self.conn.data_to_send()
-        if data:
-            await self.sock.send_all(data)
+        await self._flush()
+
+    async def pump(self) -> None:
+        await self._pump()
 
     async def start(
         self, method: str, path: str = "/mcp", headers: dict[str, str] | None = None, *, end: bool = False
@@ -101,7 +82,7 @@ class H2c:
             (":path", path),
         ]
         self.conn.send_headers(stream_id, pseudo + list((headers or {}).items()), end_stream=end)
-        self.exchanges[stream_id] = Exchange()
+        self.streams[stream_id] = H2Stream()
         await self.flush()
         return stream_id
 
@@ -121,46 +102,16 @@ class H2c:
             self.conn.end_stream(stream_id)
             await self.flush()
 
-    async def request(
+    async def fetch(
         self, method: str, path: str = "/mcp", headers: dict[str, str] | None = None, body: bytes = b""
     ) -> Exchange:
+        """A whole request; returns its response once the stream is done."""
         stream_id = await self.start(method, path, headers, end=not body)
         if body:
             await self.send_body(stream_id, body)
         exchange = self.exchanges[stream_id]
         await self.wait(lambda: exchange.done)
         return exchange
-
-    async def pump(self) -> None:
-        data = await self.sock.receive_some(65536)
-        if not data:
-            self.timeline.append("eof")
-            raise EOFError("connection closed")
-        for event in self.conn.receive_data(data):
-            exchange = self.exchanges.get(getattr(event, "stream_id", 0) or 0)
-            if isinstance(event, h2.events.ResponseReceived) and exchange is not None:
-                headers = {str(k): str(v) for k, v in event.headers}
-                exchange.status = int(headers.pop(":status"))
-                exchange.headers = headers
-            elif isinstance(event, h2.events.DataReceived):
-                if exchange is not None:
-                    exchange.data += event.data
-                self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-            elif isinstance(event, h2.events.StreamEnded) and exchange is not None:
-                exchange.ended = True
-            elif isinstance(event, h2.events.StreamReset) and exchange is not None:
-                exchange.reset = True
-            elif isinstance(event, h2.events.ConnectionTerminated):
-                self.timeline.append("goaway")
-        await self.flush()
-
-    async def wait(self, predicate: object) -> None:
-        assert callable(predicate)
-        while not predicate():
-            await self.pump()
-
-    async def aclose(self) -> None:
-        await self.sock.aclose()
 
 
 async def answer_at_once(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -195,7 +146,7 @@ async def trailing_data_exchange(port: int) -> None:
         assert (exchange.status, exchange.ended) == (404, True)
         # Ignored, but acknowledged: otherwise 200 KB could not pass a 64 KB window.
         await client.send_body(stream_id, BODY)
-        again = await client.request("GET", "/again")
+        again = await client.fetch("GET", "/again")
         assert (again.status, again.ended) == (404, True)
     finally:
         await client.aclose()
@@ -235,7 +186,7 @@ async def test_a_failing_connection_is_closed_alone(logs: LogWatch, monkeypatch:
         async with worker_serving(answer_at_once) as port, httpx.AsyncClient(timeout=10) as http:
             bystander = await H2c.open(port)
             try:
-                assert (await bystander.request("GET", "/")).status == 404
+                assert (await bystander.fetch("GET", "/")).status == 404
                 # An HTTP/1.1 keep-alive connection, open across the fault.
                 assert (await http.get(f"http://127.0.0.1:{port}/")).status_code == 404
 
@@ -250,7 +201,7 @@ async def test_a_failing_connection_is_closed_alone(logs: LogWatch, monkeypatch:
                 finally:
                     await victim.aclose()
 
-                assert (await bystander.request("GET", "/")).status == 404
+                assert (await bystander.fetch("GET", "/")).status == 404
                 assert (await http.get(f"http://127.0.0.1:{port}/")).status_code == 404
                 async with httpx.AsyncClient(timeout=10) as fresh:
                     assert (await fresh.get(f"http://127.0.0.1:{port}/")).status_code == 404
@@ -297,9 +248,9 @@ async def test_early_answers_with_trailing_data(mcp_server: McpServer, logs: Log
                 async with limit:
                     peer = await H2c.open(handle.port)
                     try:
-                        exchange = await peer.request("POST", path, headers, LARGE)
+                        exchange = await peer.fetch("POST", path, headers, LARGE)
                         assert (exchange.status, exchange.ended) == (status, True)
-                        again = await peer.request("GET", "/wrong")
+                        again = await peer.fetch("GET", "/wrong")
                         assert (again.status, again.ended) == (404, True)
                     finally:
                         await peer.aclose()
@@ -329,7 +280,7 @@ async def test_stream_reset_in_the_middle_of_a_body(ctl: Controller, mcp_server:
                 await peer.flush()
                 await wait_idle(handle.app)
                 # The connection goes on serving.
-                answer = await peer.request("POST", "/mcp", POST_HEADERS, json.dumps(initialize()).encode())
+                answer = await peer.fetch("POST", "/mcp", POST_HEADERS, json.dumps(initialize()).encode())
                 assert answer.status == 200
                 assert [m["id"] for m in messages_of(SseParser().feed(answer.data))] == [0]
             finally:
@@ -388,7 +339,7 @@ async def test_requests_during_the_drain_get_503(ctl: Controller, mcp_server: Mc
                 handle.shutdown()
                 ping = json.dumps(request(2, "ping")).encode()
                 # Admission stops as soon as the drain task runs.
-                while (refused := await peer.request("POST", "/mcp", headers, ping)).status != 503:
+                while (refused := await peer.fetch("POST", "/mcp", headers, ping)).status != 503:
                     assert refused.status == 200
                 assert refused.ended
                 assert int(refused.headers["retry-after"]) > 0

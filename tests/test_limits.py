@@ -9,7 +9,7 @@ from typing import Any
 
 import trio
 import trio.testing
-from helpers import POST_HEADERS, call_tool, initialize, serving
+from helpers import POST_HEADERS, call_tool, http_scope, initialize, serving
 
 from trio_mcp_http import McpHttpApp, McpServer, TransportConfig
 
@@ -20,21 +20,7 @@ class TrickledCall:
     """An ASGI call whose body arrives in pieces the test feeds (in memory)."""
 
     def __init__(self, path: str = "/mcp", method: str = "POST") -> None:
-        self.scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": method,
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": b"",
-            "root_path": "",
-            "headers": [(b"host", b"127.0.0.1:8000")]
-            + [(k.encode(), v.encode()) for k, v in POST_HEADERS.items()],
-            "client": ("127.0.0.1", 50000),
-            "server": ("127.0.0.1", 8000),
-        }
+        self.scope = http_scope(method, POST_HEADERS, path)
         self.pieces_send, self.pieces = trio.open_memory_channel[dict[str, Any]](math.inf)
         self.sent: list[dict[str, Any]] = []
         #: How many body messages the app had read when it started its response.
