@@ -172,7 +172,7 @@ def test_the_command_line_has_a_version_and_imports_from_the_current_folder(tmp_
     assert loaded.stdout.strip() == "mine"
     with pytest.raises(ConfigError, match="cannot import 'no_such_module_here'"):
         load_server("no_such_module_here:server")
-    with pytest.raises(ConfigError, match="not an McpServer"):
+    with pytest.raises(ConfigError, match="is function, not a server"):
         load_server("json:dumps")
 
 
