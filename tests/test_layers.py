@@ -17,14 +17,18 @@ PACKAGE = Path(__file__).resolve().parent.parent / "trio_mcp_http"
 LAYERS = {
     "protocol": set(),
     "server": {"protocol"},
-    "transport": {"protocol", "server"},
-    "serving": {"protocol", "server", "transport"},
+    "auth": {"protocol"},
+    "transport": {"protocol", "server", "auth"},
+    "client": {"protocol"},
+    "serving": {"protocol", "server", "transport", "client"},
 }
 #: What a layer must never import, at any depth of its own modules.
 NEVER = {
     "protocol": ("trio", "hypercorn", "anyio", "h11", "h2"),
     "server": ("hypercorn",),
+    "auth": ("hypercorn",),
     "transport": ("hypercorn",),
+    "client": ("hypercorn",),
 }
 
 
