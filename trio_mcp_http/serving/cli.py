@@ -23,6 +23,7 @@ from typing import Any, get_args, get_type_hints
 
 import trio
 
+from ..client import cli as client_cli
 from ..protocol.errors import ConfigError, McpHttpError
 from ..protocol.event_store import InMemoryEventStore
 from ..server.mcp_server import McpServer
@@ -213,12 +214,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="logging level",
     )
     _add_transport_flags(serve_cmd)
+    client_cli.add_commands(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in client_cli.COMMANDS:
+        sys.exit(client_cli.run_command(args, parser))
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
