@@ -4,6 +4,7 @@ Both protocol eras on one endpoint: the session-based 2025-03-26 / 2025-06-18 /
 2025-11-25 revisions and the stateless 2026-07-28 revision.
 """
 
+from .client import McpClient, open_mcp_client
 from .protocol.errors import (
     ConfigError,
     McpError,
@@ -55,6 +56,7 @@ __all__ = [
     "ImageContent",
     "InMemoryEventStore",
     "InputRequest",
+    "McpClient",
     "McpError",
     "McpHttpApp",
     "McpHttpError",
@@ -71,6 +73,7 @@ __all__ = [
     "ToolError",
     "TransportConfig",
     "UsageError",
+    "open_mcp_client",
     "open_mcp_server",
     "serve",
 ]
