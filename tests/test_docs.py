@@ -6,8 +6,9 @@ Conventions (HTML comments on the lines right above a fence, invisible when rend
   interpreter, and must exit with status 0 within ``TIMEOUT`` seconds;
 * ``<!-- continues -->``: the block continues the previous ``python`` block of the page;
   the previous block(s) and this one run as one program;
-* ``<!-- serves: {json} -->``: the block defines ``server`` (an ``McpServer``) and only
-  serves it under ``if __name__ == "__main__":``.  It is imported (``runpy``, with a
+* ``<!-- serves: {json} -->``: the block defines ``server`` (an ``McpServer``; or ``mcp``,
+  a server written for the official SDK or FastMCP) and only serves it under
+  ``if __name__ == "__main__":``.  It is imported (``runpy``, with a
   run name other than ``"__main__"``), served on a free loopback port, and the JSON says
   what to ask it (``"call"`` a tool with ``"arguments"``, or ``"read"`` a resource), which
   text to ``"expect"``, and the ``"answers"`` a client gives when the handler asks for
@@ -46,7 +47,8 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
-from trio_mcp_http import McpHttpApp, McpServer, TransportConfig, open_mcp_server
+from trio_mcp_http import McpHttpApp, TransportConfig, open_mcp_server
+from trio_mcp_http.server.adapt import serving as serving_kind
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -175,7 +177,10 @@ def load_example(block: Block, directory: Path) -> dict[str, Any]:
     module = directory / f"docs_example_{block.line}.py"
     module.write_text(block.program(), encoding="utf-8")
     namespace = runpy.run_path(str(module), run_name="docs_example")
-    assert isinstance(namespace.get("server"), McpServer), f"{block.name} defines no `server`"
+    if "server" not in namespace and "mcp" in namespace:
+        namespace["server"] = namespace["mcp"]  # an official SDK or FastMCP server
+    assert namespace.get("server") is not None, f"{block.name} defines no `server` (or `mcp`)"
+    serving_kind(namespace["server"])  # one that can be served
     return namespace
 
 

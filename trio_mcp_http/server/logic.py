@@ -8,8 +8,8 @@ a server written for the official Python SDK.  The transport gives it exactly wh
 gives every server (sessions that are nurseries, bounded streams, the drain, answered
 disconnects, every limit) and hands it each request whole.
 
-:func:`serving` turns what a user passes to ``serve()`` / ``McpHttpApp`` into one of the
-two, with a ``UsageError`` (a ``TypeError``) for anything else.
+``adapt.serving`` turns what a user passes to ``serve()`` / ``McpHttpApp`` into one of
+the two.
 """
 
 from __future__ import annotations
@@ -18,11 +18,9 @@ from abc import ABC, abstractmethod
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
-from ..protocol.errors import UsageError
 from .context import Context
-from .mcp_server import McpServer
 
-__all__ = ["ProtocolServer", "ProtocolSession", "SessionOutbound", "serving"]
+__all__ = ["ProtocolServer", "ProtocolSession", "SessionOutbound"]
 
 
 class SessionOutbound(Protocol):
@@ -71,20 +69,3 @@ class ProtocolServer(ABC):
     async def stateless_request(self, method: str, params: dict[str, Any], ctx: Context) -> Any:
         """Answer one 2026-07-28 request, already checked against its headers;
         ``subscriptions/listen`` runs until cancelled, its notifications on ``ctx``."""
-
-
-def serving(server: object) -> McpServer | ProtocolServer:
-    """What the transport serves for ``server``: an ``McpServer`` or a ``ProtocolServer``
-    as they are, a server written for the official SDK (or FastMCP) adapted."""
-    if isinstance(server, McpServer | ProtocolServer):
-        return server
-    modules = {cls.__module__.partition(".")[0] for cls in type(server).__mro__}
-    if modules & {"mcp", "fastmcp"}:
-        from .sdk import adapt
-
-        return adapt(server)
-    raise UsageError(
-        f"cannot serve a {type(server).__module__}.{type(server).__qualname__}: expected a "
-        "trio_mcp_http.McpServer, an official MCP SDK server (mcp.server.lowlevel.Server or "
-        "mcp.server.mcpserver.MCPServer) or a FastMCP server"
-    )

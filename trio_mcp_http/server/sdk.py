@@ -48,7 +48,12 @@ __all__ = ["SdkServer", "adapt"]
 logger = logging.getLogger("trio_mcp_http")
 
 #: Where asyncio-only code fails when it runs on Trio, as the exceptions say it.
-_ASYNCIO_ONLY = ("no running event loop", "no current event loop", "unknown async library")
+_ASYNCIO_ONLY = (
+    "no running event loop",
+    "no current event loop",
+    "unknown async library",
+    "written for some other framework like asyncio",
+)
 
 
 def adapt(server: object) -> SdkServer:
@@ -138,6 +143,22 @@ class SdkServer(ProtocolServer):
             )
         except Exception as exc:
             raise self._translate(exc, method) from exc
+
+    def tool_input_schema(self, name: str) -> Mapping[str, Any] | None:
+        """The input schema of tool ``name``, for the transport's ``Mcp-Param-*`` header
+        check (MCP 2026-07-28, Transports): the SDK makes that check in its own HTTP layer,
+        which this transport replaces.  ``None`` for an unknown tool, and for a lowlevel
+        ``Server`` built without ``get_tool_input_schema`` (its schemas come only from a
+        ``tools/list`` handler, which needs a request to run)."""
+        lookup = self.lowlevel.get_tool_input_schema
+        if lookup is None:
+            return None
+        try:
+            return lookup(name)
+        except Exception:
+            # As the SDK's own transport does: a failing lookup skips the check.
+            logger.exception("%r: get_tool_input_schema(%r) failed", self, name)
+            return None
 
     def _translate(self, exc: Exception, method: str) -> Exception:
         """The SDK's errors as the transport's; asyncio-only code named as such."""
@@ -293,7 +314,7 @@ def _asyncio_only(exc: BaseException) -> bool:
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         text = str(current).lower()
-        if isinstance(current, RuntimeError) and any(marker in text for marker in _ASYNCIO_ONLY):
+        if isinstance(current, RuntimeError | TypeError) and any(marker in text for marker in _ASYNCIO_ONLY):
             return True
         if type(current).__name__ == "AsyncLibraryNotFoundError":
             return True

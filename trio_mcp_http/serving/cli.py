@@ -24,8 +24,10 @@ from typing import Any, get_args, get_type_hints
 import trio
 
 from ..client import cli as client_cli
-from ..protocol.errors import ConfigError, McpHttpError
+from ..protocol.errors import ConfigError, McpHttpError, UsageError
 from ..protocol.event_store import InMemoryEventStore
+from ..server.adapt import serving
+from ..server.logic import ProtocolServer
 from ..server.mcp_server import McpServer
 from ..transport.config import TransportConfig
 from .serve import serve
@@ -33,12 +35,13 @@ from .serve import serve
 __all__ = ["load_server", "main"]
 
 #: Settings the command line offers in another shape (see _special_flags).
-_SPECIAL = frozenset({"host_policy", "event_store_factory", "request_state_key"})
+_SPECIAL = frozenset({"host_policy", "event_store_factory", "request_state_key", "auth_verifier"})
 
 
-def load_server(spec: str) -> McpServer:
+def load_server(spec: str) -> McpServer | ProtocolServer:
     """Import ``module:attr`` (``attr`` defaults to ``server``; a callable is called)
-    and return the :class:`McpServer`.  The current folder is importable, as under
+    and return the server: an :class:`McpServer`, or a server written for the official
+    MCP SDK or FastMCP, adapted.  The current folder is importable, as under
     ``python -m`` (and uvicorn and hypercorn)."""
     module_name, _, attr = spec.partition(":")
     if not module_name:
@@ -55,11 +58,16 @@ def load_server(spec: str) -> McpServer:
             target = getattr(target, part)
         except AttributeError as exc:
             raise ConfigError(f"{module_name!r} has no attribute {attr or 'server'!r}") from exc
-    if callable(target) and not isinstance(target, McpServer) and _takes_no_arguments(target):
-        target = target()  # a factory
-    if not isinstance(target, McpServer):
-        raise ConfigError(f"{spec} is {type(target).__name__}, not an McpServer")
-    return target
+    try:
+        return serving(target)
+    except UsageError as exc:
+        if not (callable(target) and _takes_no_arguments(target)):
+            raise ConfigError(f"{spec} is {type(target).__name__}, not a server: {exc}") from exc
+    target = target()  # a factory
+    try:
+        return serving(target)
+    except UsageError as exc:
+        raise ConfigError(f"{spec}() returned {type(target).__name__}, not a server: {exc}") from exc
 
 
 def _takes_no_arguments(function: Callable[..., Any]) -> bool:

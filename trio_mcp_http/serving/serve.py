@@ -59,6 +59,7 @@ from hypercorn.utils import repr_socket_addr, wrap_app
 
 from ..protocol.errors import ConfigError, UsageError
 from ..protocol.http import HostPolicy
+from ..server.adapt import serving
 from ..server.mcp_server import McpServer
 from ..transport.app import McpHttpApp
 from ..transport.config import TransportConfig, TransportSettings
@@ -628,7 +629,7 @@ def _check_peer_timeout(peer_timeout: float | None) -> None:
 
 @asynccontextmanager
 async def open_mcp_server(
-    server: McpServer,
+    server: McpServer | object,
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
@@ -641,6 +642,10 @@ async def open_mcp_server(
     **settings: Unpack[TransportSettings],
 ) -> AsyncIterator[McpHttpServer]:
     """Serve ``server`` with Hypercorn's HTTP/1.1 and HTTP/2 stack for the duration of the block.
+
+    ``server`` is an :class:`McpServer`, or a server written for the official MCP SDK
+    (``mcp.server.lowlevel.Server``, ``mcp.server.mcpserver.MCPServer``) or for FastMCP,
+    served unmodified (docs/sdk.md).
 
     Transport settings are the fields of :class:`TransportConfig`, given as keywords
     (``json_response=True``) or as ``config=`` (keywords override it); an unknown
@@ -663,8 +668,7 @@ async def open_mcp_server(
     :class:`HostPolicy` derived from ``host`` (see :meth:`HostPolicy.for_bind`) unless
     ``config.host_policy`` is given.
     """
-    if not isinstance(server, McpServer):
-        raise UsageError(f"expected an McpServer to serve, not {type(server).__name__}")
+    server = serving(server)  # a clear error, before anything starts, for what cannot be
     config = _transport_config(config, dict(settings))
     _check_peer_timeout(peer_timeout)
     config = replace(
@@ -726,7 +730,7 @@ def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException |
 
 
 async def serve(
-    server: McpServer,
+    server: McpServer | object,
     *,
     handle_signals: bool = True,
     task_status: trio.TaskStatus[McpHttpServer] = trio.TASK_STATUS_IGNORED,

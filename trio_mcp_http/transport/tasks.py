@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ..protocol import jsonrpc
-from ..protocol.errors import INTERNAL_ERROR, INVALID_PARAMS, McpError
+from ..protocol.errors import INTERNAL_ERROR, INVALID_PARAMS, McpError, StateError
 from ..protocol.input_requests import InputRequest, answer_is_valid, require_capabilities
 from ..protocol.tasks import TERMINAL, declares_tasks, missing_extension
 from ..server.context import Context, InputRequired, Outlet
@@ -265,14 +265,16 @@ class TaskRegistry:
 
     def __init__(
         self,
-        server: McpServer,
+        server: McpServer | None,
         *,
         max_tasks: int = 1000,
         max_result_bytes: int = 64 * 1024 * 1024,
         ttl: float | None = 600.0,
         poll_interval: float = 1.0,
     ) -> None:
-        self.server = server
+        #: The server whose tools run as tasks; ``None`` for a server that speaks the
+        #: protocol itself (and so answers ``tasks/*`` itself, or not at all).
+        self._server = server
         self.max_tasks = max_tasks
         #: Bytes (encoded) of all kept results together.
         self.max_result_bytes = max_result_bytes
@@ -312,6 +314,12 @@ class TaskRegistry:
 
     def get(self, task_id: str) -> Task | None:
         return self._tasks.get(task_id)
+
+    @property
+    def server(self) -> McpServer:
+        if self._server is None:
+            raise StateError("this app's server runs no tasks of ours")
+        return self._server
 
     # -- tools/call -------------------------------------------------------------------
 
