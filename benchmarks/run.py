@@ -10,6 +10,8 @@ Servers compared:
 * ``ours``          trio_mcp_http, ``serve()`` on Hypercorn's trio worker;
 * ``sdk-uvicorn``   the official MCP Python SDK (``mcp``), on uvicorn, as its users run it;
 * ``sdk-hypercorn`` the official SDK on Hypercorn's trio worker (the same worker as ours);
+* ``sdk-ours``      the very same SDK server object on trio_mcp_http's transport
+  (``serve(mcp, ...)``): the SDK's handlers, our HTTP layer, sessions and streams;
 * ``canned``        the ceiling: an ASGI app returning a canned JSON-RPC result, on
   Hypercorn's trio worker.
 """
@@ -31,7 +33,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +47,20 @@ SERVERS = {
     "ours": ["-m", "benchmarks.servers.ours"],
     "sdk-uvicorn": ["-m", "benchmarks.servers.sdk", "--runner", "uvicorn"],
     "sdk-hypercorn": ["-m", "benchmarks.servers.sdk", "--runner", "hypercorn-trio"],
+    "sdk-ours": ["-m", "benchmarks.servers.sdk", "--runner", "trio-mcp-http"],
     "canned": ["-m", "benchmarks.servers.canned"],
 }
-PEERS = ["ours", "sdk-uvicorn", "sdk-hypercorn"]
+PEERS = ["ours", "sdk-ours", "sdk-uvicorn", "sdk-hypercorn"]
+#: Column headings of the report.
+SHORT = {
+    "ours": "ours",
+    "sdk-ours": "sdk-ours",
+    "sdk-uvicorn": "sdk-uv",
+    "sdk-hypercorn": "sdk-hc",
+    "canned": "canned",
+}
+#: Ratio headings: "sdk-ours/uv" is sdk-ours / sdk-uvicorn.
+BY = {"ours": "ours", "sdk-uvicorn": "uv", "sdk-hypercorn": "hc", "canned": "cn"}
 MODES = ["sse", "json", "stateless", "modern"]
 ERROR_LINE = re.compile(r"\bERROR\b|Traceback|CRITICAL|returned without completing")
 
@@ -381,37 +394,7 @@ def report(results: dict[str, Any], p: Profile) -> tuple[str, list[dict[str, Any
     lines: list[str] = []
     out = lines.append
     if "throughput" in results:
-        out("")
-        out("tools/call throughput (median of repeated windows; server pinned to one core)")
-        out(
-            f"{'mode':9} {'c':>3} | {'ours':>7} {'sdk-uv':>7} {'sdk-hc':>7} {'canned':>7} req/s |"
-            f" {'ours/uv':>7} {'ours/hc':>7} {'ours/cn':>7} |"
-            f" {'ours':>5} {'sdk-uv':>6} {'sdk-hc':>6} {'canned':>6} us CPU/req | {'cpu/cn':>6} |"
-            f" p50 ms ours/uv/hc       | p99 ms ours/uv/hc"
-        )
-        for mode in p.modes:
-            for c in p.clients:
-                rps = {n: tp(results, mode, n, c, "rps") for n in [*PEERS, "canned"]}
-                cpu = {n: tp(results, mode, n, c, "cpu_us_per_req") for n in [*PEERS, "canned"]}
-                p50 = [tp(results, mode, n, c, "p50_ms") for n in PEERS]
-                p99 = [tp(results, mode, n, c, "p99_ms") for n in PEERS]
-                out(
-                    f"{mode:9} {c:>3} | "
-                    + " ".join(fmt(rps[n], "{:7.0f}", "    n/a") for n in [*PEERS, "canned"])
-                    + "       | "
-                    + " ".join(
-                        fmt(ratio(rps["ours"], rps[n]), "{:6.2f}x", "    n/a")
-                        for n in ["sdk-uvicorn", "sdk-hypercorn", "canned"]
-                    )
-                    + " | "
-                    + " ".join(fmt(cpu[n], "{:6.0f}", "   n/a") for n in [*PEERS, "canned"])
-                    + "            | "
-                    + fmt(ratio(cpu["ours"], cpu["canned"]), "{:5.2f}x", "   n/a")
-                    + " | "
-                    + "/".join(fmt(v, "{:.2f}") for v in p50).ljust(17)
-                    + " | "
-                    + "/".join(fmt(v, "{:.2f}") for v in p99)
-                )
+        report_throughput(results, p, out)
     if "sessions" in results:
         out("")
         out("memory per idle session (RSS growth / sessions, after warm-up sessions)")
@@ -423,28 +406,7 @@ def report(results: dict[str, Any], p: Profile) -> tuple[str, list[dict[str, Any
             )
             out(f"  {name:14} base RSS {fmt(r.get('base_rss_kb'), '{:>7}')} KB  {pts or r.get('error', '')}")
     if "fanout" in results:
-        out("")
-        out("notification fan-out over live GET streams (notifications/message to every stream)")
-        out(
-            f"  {'streams':>7} | {'ours':>9} {'sdk-uv':>9} {'sdk-hc':>9} notif/s | {'ours/uv':>7} {'ours/hc':>7} | p50 ms ours/uv/hc | p99 ms ours/uv/hc"
-        )
-        for streams in p.fanout_streams:
-            row = results["fanout"].get(str(streams), {})
-            nps = {n: (row.get(n) or {}).get("notifications_per_s") for n in PEERS}
-            p50 = [(row.get(n) or {}).get("p50_ms") for n in PEERS]
-            p99 = [(row.get(n) or {}).get("p99_ms") for n in PEERS]
-            out(
-                f"  {streams:>7} | "
-                + " ".join(fmt(nps[n], "{:9.0f}", "      n/a") for n in PEERS)
-                + "         | "
-                + fmt(ratio(nps["ours"], nps["sdk-uvicorn"]), "{:6.2f}x", "    n/a")
-                + " "
-                + fmt(ratio(nps["ours"], nps["sdk-hypercorn"]), "{:6.2f}x", "    n/a")
-                + " | "
-                + "/".join(fmt(v, "{:.1f}") for v in p50).ljust(17)
-                + " | "
-                + "/".join(fmt(v, "{:.1f}") for v in p99)
-            )
+        report_fanout(results, p, out)
     if "drain" in results:
         out("")
         out(
@@ -482,6 +444,107 @@ def report(results: dict[str, Any], p: Profile) -> tuple[str, list[dict[str, Any
             status = {True: "MET   ", False: "MISSED", None: "n/a   "}[t["met"]]
             out(f"  {status} {t['target']}: {t['measured']}")
     return "\n".join(lines), targets
+
+
+def report_throughput(results: dict[str, Any], p: Profile, out: Callable[[str], None]) -> None:
+    """Three tables, one figure per server in each: req/s, server CPU per request, and
+    client latency; each row also carries the ratios read from it."""
+    names = [*PEERS, "canned"]
+    head = f"{'mode':9} {'c':>3} | " + " ".join(f"{SHORT[n]:>8}" for n in names) + " | "
+    rows = [(mode, c) for mode in p.modes for c in p.clients]
+
+    def cells(mode: str, c: int, key: str, pattern: str) -> str:
+        return " ".join(fmt(tp(results, mode, n, c, key), pattern, "     n/a") for n in names)
+
+    def ratios(mode: str, c: int, key: str, pairs: list[tuple[str, str]]) -> str:
+        return " ".join(
+            fmt(ratio(tp(results, mode, a, c, key), tp(results, mode, b, c, key)), "{:10.2f}x", "       n/a ")
+            for a, b in pairs
+        )
+
+    rps_pairs = [
+        ("ours", "sdk-uvicorn"),
+        ("sdk-ours", "sdk-uvicorn"),
+        ("ours", "sdk-hypercorn"),
+        ("ours", "canned"),
+    ]
+    out("")
+    out(
+        "tools/call throughput, req/s (median of repeated windows; server pinned to one core; higher is better)"
+    )
+    out(head + " ".join(f"{SHORT[a] + '/' + BY[b]:>11}" for a, b in rps_pairs))
+    for mode, c in rows:
+        out(f"{mode:9} {c:>3} | {cells(mode, c, 'rps', '{:8.0f}')} | {ratios(mode, c, 'rps', rps_pairs)}")
+    cpu_pairs = [("ours", "canned"), ("sdk-ours", "sdk-uvicorn"), ("sdk-ours", "ours")]
+    out("")
+    out("server CPU per tools/call, us (same windows; lower is better)")
+    out(head + " ".join(f"{SHORT[a] + '/' + BY[b]:>11}" for a, b in cpu_pairs))
+    for mode, c in rows:
+        out(
+            f"{mode:9} {c:>3} | {cells(mode, c, 'cpu_us_per_req', '{:8.0f}')} | {ratios(mode, c, 'cpu_us_per_req', cpu_pairs)}"
+        )
+    out("")
+    out("client latency per tools/call, p50 / p99 ms")
+    out(f"{'mode':9} {'c':>3} | " + " ".join(f"{SHORT[n]:>17}" for n in PEERS))
+    for mode, c in rows:
+        out(
+            f"{mode:9} {c:>3} | "
+            + " ".join(
+                f"{fmt(tp(results, mode, n, c, 'p50_ms'), '{:.2f}')} / {fmt(tp(results, mode, n, c, 'p99_ms'), '{:.2f}')}".rjust(
+                    17
+                )
+                for n in PEERS
+            )
+        )
+
+
+def report_fanout(results: dict[str, Any], p: Profile, out: Callable[[str], None]) -> None:
+    out("")
+    out("notification fan-out over live GET streams (notifications/message to every stream)")
+    out(
+        f"  {'streams':>7} | "
+        + " ".join(f"{SHORT[n]:>9}" for n in PEERS)
+        + f" notif/s | {'ours/uv':>7} {'sdk-ours/uv':>11} {'ours/hc':>7} | p50 / p99 ms: "
+        + ", ".join(SHORT[n] for n in PEERS)
+    )
+    for streams in p.fanout_streams:
+        row = results["fanout"].get(str(streams), {})
+        nps = {n: (row.get(n) or {}).get("notifications_per_s") for n in PEERS}
+        out(
+            f"  {streams:>7} | "
+            + " ".join(fmt(nps[n], "{:9.0f}", "      n/a") for n in PEERS)
+            + "         | "
+            + fmt(ratio(nps["ours"], nps["sdk-uvicorn"]), "{:6.2f}x", "    n/a")
+            + " "
+            + fmt(ratio(nps["sdk-ours"], nps["sdk-uvicorn"]), "{:10.2f}x", "        n/a")
+            + " "
+            + fmt(ratio(nps["ours"], nps["sdk-hypercorn"]), "{:6.2f}x", "    n/a")
+            + " | "
+            + ", ".join(
+                f"{fmt((row.get(n) or {}).get('p50_ms'), '{:.1f}')} / {fmt((row.get(n) or {}).get('p99_ms'), '{:.1f}')}"
+                for n in PEERS
+            )
+        )
+
+
+def sdk_comparison(results: dict[str, Any], p: Profile) -> dict[str, Any]:
+    """The same SDK server on our transport against it on uvicorn, per mode and client
+    count: req/s and server CPU per request of each, and sdk-ours / sdk-uvicorn."""
+    table: dict[str, Any] = {}
+    for mode in p.modes if "throughput" in results else []:
+        for c in p.clients:
+            cell: dict[str, Any] = {}
+            for key in ("rps", "cpu_us_per_req"):
+                ours, theirs = tp(results, mode, "sdk-ours", c, key), tp(results, mode, "sdk-uvicorn", c, key)
+                cell[key] = {"sdk-ours": ours, "sdk-uvicorn": theirs, "ratio": ratio(ours, theirs)}
+            table.setdefault(mode, {})[str(c)] = cell
+    fanout = {}
+    for streams in p.fanout_streams if "fanout" in results else []:
+        row = results["fanout"].get(str(streams), {})
+        ours = (row.get("sdk-ours") or {}).get("notifications_per_s")
+        theirs = (row.get("sdk-uvicorn") or {}).get("notifications_per_s")
+        fanout[str(streams)] = {"sdk-ours": ours, "sdk-uvicorn": theirs, "ratio": ratio(ours, theirs)}
+    return {"throughput": table, "fanout_notifications_per_s": fanout}
 
 
 def evaluate(results: dict[str, Any], p: Profile) -> list[dict[str, Any]]:
@@ -687,6 +750,8 @@ def main(argv: list[str] | None = None) -> None:
         "machine": info,
         "elapsed_s": time.monotonic() - started,
         "results": results,
+        # The same SDK server object on our transport against it on uvicorn.
+        "sdk_ours_vs_sdk_uvicorn": sdk_comparison(results, p),
         "targets": targets,
         "table": text,
     }

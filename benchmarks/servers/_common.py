@@ -16,7 +16,9 @@ def parse_args(description: str) -> argparse.Namespace:
     parser.add_argument("--mode", choices=["sse", "json", "stateless"], default="sse")
     parser.add_argument("--max-sessions", type=int, default=10_000)
     parser.add_argument("--grace", type=float, default=10.0, help="shutdown grace period (s)")
-    parser.add_argument("--runner", choices=["hypercorn-trio", "uvicorn"], default="hypercorn-trio")
+    parser.add_argument(
+        "--runner", choices=["hypercorn-trio", "uvicorn", "trio-mcp-http"], default="hypercorn-trio"
+    )
     args = parser.parse_args()
     logging.basicConfig(
         level=logging.WARNING,

@@ -2,13 +2,18 @@
 
 Served as its users run it, by uvicorn (``--runner uvicorn``, what ``MCPServer.run
 ("streamable-http")`` does), or by Hypercorn's trio worker (``--runner hypercorn-trio``,
-the same worker as ours; the SDK is anyio-based, so it runs on Trio).
+the same worker as ours; the SDK is anyio-based, so it runs on Trio), or, the very same
+``mcp`` object unmodified, by trio_mcp_http's transport (``--runner trio-mcp-http``:
+``serve(mcp, ...)``, with the SDK's handlers and its per-connection kernel answering
+every request, and our HTTP layer, sessions and streams carrying them).
 
     python -m benchmarks.servers.sdk --port 8001 --mode sse --runner uvicorn
 """
 
 from __future__ import annotations
 
+import argparse
+import functools
 import warnings
 from typing import Any
 
@@ -60,8 +65,32 @@ async def broadcast(start: int, count: int = 1) -> str:
     return "ok"
 
 
+def serve_on_trio_mcp_http(args: argparse.Namespace) -> None:
+    """The same ``mcp`` object on our transport, with the settings ``ours.py`` uses per mode
+    (our default in-memory event store included, as for ``ours``)."""
+    import trio
+
+    from trio_mcp_http import serve
+
+    trio.run(
+        functools.partial(
+            serve,
+            mcp,
+            host=args.host,
+            port=args.port,
+            json_response=args.mode == "json",
+            stateless=args.mode == "stateless",
+            max_sessions=args.max_sessions,
+            grace_period=args.grace,
+        )
+    )
+
+
 def main() -> None:
     args = parse_args(__doc__ or "")
+    if args.runner == "trio-mcp-http":
+        serve_on_trio_mcp_http(args)
+        return
     app = mcp.streamable_http_app(
         json_response=args.mode == "json",
         stateless_http=args.mode == "stateless",
