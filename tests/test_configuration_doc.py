@@ -30,6 +30,7 @@ def _flag(name: str) -> str:
             "host_policy": "`--allowed-host`, `--allowed-origin`, `--[no-]dns-rebinding-protection`",
             "event_store_factory": "`--[no-]resumability`",
             "request_state_key": "`--request-state-key-file`",
+            "auth_verifier": "(Python only)",
         }[name]
     dashed = name.replace("_", "-")
     kind = TransportConfig.__dataclass_fields__[name].type

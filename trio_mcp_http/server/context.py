@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..protocol.auth import Principal
 from ..protocol.input_requests import InputRequest
 from ..protocol.levels import level_rank
 
@@ -70,6 +71,7 @@ class Context:
         "_log_threshold",
         "_outlet",
         "_task",
+        "auth",
         "client_capabilities",
         "client_info",
         "meta",
@@ -94,6 +96,7 @@ class Context:
         client_info: dict[str, Any] | None,
         session_id: str | None,
         log_level: str | None,
+        auth: Principal | None = None,
     ) -> None:
         self.server = server
         self._outlet = outlet
@@ -109,6 +112,9 @@ class Context:
         self.session_id = session_id
         self._log_threshold = None if log_level is None else level_rank(log_level)
         self._task: TaskControl | None = None
+        #: Who the request acts for, from its access token (``None`` when the server
+        #: does not require authorization; docs/auth.md).
+        self.auth = auth
 
     async def report_progress(
         self, progress: float, total: float | None = None, message: str | None = None

@@ -15,6 +15,7 @@ import trio
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
 from pydantic_core import to_jsonable_python
 
+from ..protocol.auth import scope_list
 from ..protocol.errors import (
     INVALID_PARAMS,
     METHOD_NOT_FOUND,
@@ -134,6 +135,8 @@ class _Tool:
     output_schema: dict[str, Any] | None
     task_support: TaskSupport = "forbidden"
     task_start: TaskStart = "immediate"
+    #: OAuth scopes a call needs (checked by the transport before the handler runs).
+    scopes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -142,6 +145,7 @@ class _Resource:
     signature: _Signature
     definition: dict[str, Any]
     mime_type: str | None
+    scopes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -150,6 +154,7 @@ class _Template:
     signature: _Signature
     definition: dict[str, Any]
     mime_type: str | None
+    scopes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -157,6 +162,7 @@ class _Prompt:
     name: str
     signature: _Signature
     definition: dict[str, Any]
+    scopes: tuple[str, ...] = ()
 
 
 def _template_regex(template: str) -> re.Pattern[str]:
@@ -265,6 +271,7 @@ class McpServer:
         meta: dict[str, Any] | None = None,
         task_support: TaskSupport = "forbidden",
         task_start: TaskStart = "immediate",
+        scopes: str | Sequence[str] | None = None,
     ) -> Callable[[Handler], Handler]:
         """Register a tool.
 
@@ -279,7 +286,12 @@ class McpServer:
         directly (``"optional"``) or refused with -32021 (``"required"``).  With
         ``task_start="explicit"`` the task begins only when the handler calls
         :meth:`Context.start_task`, so it can gather input by MRTR first.
+
+        ``scopes``: OAuth scopes a call needs where the server requires authorization
+        (docs/auth.md); a token without them gets 403 ``insufficient_scope`` and the
+        handler does not run.
         """
+        required = scope_list(scopes, "scopes")
         if task_support not in ("forbidden", "optional", "required"):
             raise ConfigError(f"task_support must be forbidden, optional or required, not {task_support!r}")
         if task_start not in ("immediate", "explicit"):
@@ -304,7 +316,7 @@ class McpServer:
             if meta is not None:
                 definition["_meta"] = meta
             self._tools[tool_name] = _Tool(
-                tool_name, signature, definition, output_schema, task_support, task_start
+                tool_name, signature, definition, output_schema, task_support, task_start, required
             )
             self._changed("notifications/tools/list_changed")
             return fn
@@ -324,12 +336,15 @@ class McpServer:
         description: str | None = None,
         mime_type: str | None = None,
         size: int | None = None,
+        scopes: str | Sequence[str] | None = None,
     ) -> Callable[[Handler], Handler]:
         """Register a resource; a URI with ``{placeholders}`` registers a template.
 
         The function returns ``str`` (text), ``bytes`` (a blob) or a list of resource
-        contents; template placeholders are passed as keyword arguments.
+        contents; template placeholders are passed as keyword arguments.  ``scopes``:
+        OAuth scopes a read needs (see :meth:`tool`).
         """
+        required = scope_list(scopes, "scopes")
 
         def register(fn: Handler) -> Handler:
             signature = _Signature.of(fn)
@@ -343,24 +358,33 @@ class McpServer:
                 definition["mimeType"] = mime_type
             if "{" in uri:
                 definition = {"uriTemplate": uri, **definition}
-                self._templates.append(_Template(_template_regex(uri), signature, definition, mime_type))
+                self._templates.append(
+                    _Template(_template_regex(uri), signature, definition, mime_type, required)
+                )
             else:
                 definition = {"uri": uri, **definition}
                 if size is not None:
                     definition["size"] = size
-                self._resources[uri] = _Resource(uri, signature, definition, mime_type)
+                self._resources[uri] = _Resource(uri, signature, definition, mime_type, required)
             self._changed("notifications/resources/list_changed")
             return fn
 
         return register
 
     def prompt(
-        self, name: str | None = None, *, title: str | None = None, description: str | None = None
+        self,
+        name: str | None = None,
+        *,
+        title: str | None = None,
+        description: str | None = None,
+        scopes: str | Sequence[str] | None = None,
     ) -> Callable[[Handler], Handler]:
         """Register a prompt; its parameters become the prompt's arguments.
 
         The function returns a string (one user message) or a list of messages.
+        ``scopes``: OAuth scopes a ``prompts/get`` needs (see :meth:`tool`).
         """
+        needed = scope_list(scopes, "scopes")
 
         def register(fn: Handler) -> Handler:
             signature = _Signature.of(fn)
@@ -378,7 +402,7 @@ class McpServer:
             doc = description if description is not None else inspect.getdoc(fn)
             if doc:
                 definition["description"] = doc
-            self._prompts[prompt_name] = _Prompt(prompt_name, signature, definition)
+            self._prompts[prompt_name] = _Prompt(prompt_name, signature, definition, needed)
             self._changed("notifications/prompts/list_changed")
             return fn
 
@@ -456,6 +480,29 @@ class McpServer:
     def supports_tasks(self) -> bool:
         """Whether any registered tool can run as a task (advertise the extension)."""
         return any(t.task_support != "forbidden" for t in self._tools.values())
+
+    def required_scopes(self, method: str, params: dict[str, Any] | None) -> tuple[str, ...]:
+        """The OAuth scopes a ``tools/call``, ``resources/read`` or ``prompts/get``
+        request needs, from its target's registration (nothing for other methods, or a
+        target that does not exist: that request fails on its own)."""
+        params = params if isinstance(params, dict) else {}
+        name = params.get("name")
+        if method == "tools/call":
+            tool = self._tools.get(name) if isinstance(name, str) else None
+            return () if tool is None else tool.scopes
+        if method == "prompts/get":
+            prompt = self._prompts.get(name) if isinstance(name, str) else None
+            return () if prompt is None else prompt.scopes
+        if method == "resources/read":
+            uri = params.get("uri")
+            resource = self._resources.get(uri) if isinstance(uri, str) else None
+            if resource is not None:
+                return resource.scopes
+            if isinstance(uri, str):
+                for template in self._templates:
+                    if template.pattern.match(uri):
+                        return template.scopes
+        return ()
 
     def has_method(self, method: str) -> bool:
         return method in self._methods

@@ -8,15 +8,23 @@ A thin router that owns the drain.  The session era and the stateless era are pe
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from ..protocol import decisions, jsonrpc
+from ..protocol.auth import Principal
 from ..protocol.decisions import Era
-from ..protocol.errors import INTERNAL_ERROR, INVALID_REQUEST, ProtocolError, StateError, UsageError
+from ..protocol.errors import (
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    ConfigError,
+    ProtocolError,
+    StateError,
+    UsageError,
+)
 from ..protocol.http import HostPolicy, RequestHeaders
-from ..protocol.jsonrpc import Kind
+from ..protocol.jsonrpc import Envelope, Kind
 from ..server.mcp_server import McpServer
 from .asgi import ClientGone, GuardedResponse, Message, Receive, Send, discard_body, read_body
 from .config import TransportConfig
@@ -24,6 +32,9 @@ from .gate import Gate, InFlight
 from .session_era import SessionEra
 from .stateless_era import StatelessEra
 from .tasks import TaskRegistry
+
+if TYPE_CHECKING:
+    from ..auth import Authenticator
 
 __all__ = ["McpHttpApp", "TransportConfig"]
 
@@ -54,6 +65,9 @@ class McpHttpApp:
         #: Not configured: DNS-rebinding protection for connections that arrived on a
         #: loopback address (or a Unix socket), as for a server listening everywhere.
         self._host_policy = self.config.host_policy or _PER_CONNECTION
+        #: OAuth 2.1 resource server checks (docs/auth.md), when configured.
+        self._auth = _authenticator(self.config)
+        self._auth_paths = frozenset() if self._auth is None else self._auth.metadata_paths(self.config.path)
         #: The tasks of the 2026-07-28 tasks extension.
         self.tasks = TaskRegistry(
             server,
@@ -79,7 +93,13 @@ class McpHttpApp:
                 await nursery.start(self._sessions.run)
                 self._gate.admitting = True
                 task_status.started()
-                await trio.sleep_forever()
+                try:
+                    await trio.sleep_forever()
+                finally:
+                    if self._auth is not None:
+                        # Its HTTP client's connections, bounded like a final send.
+                        with trio.move_on_after(self.config.final_send_timeout, shield=True):
+                            await self._auth.aclose()
         finally:
             self._running = False
             self.server.remove_listener(self._broadcast)
@@ -203,6 +223,9 @@ class McpHttpApp:
 
     async def _route(self, scope: Message, receive: Receive, response: GuardedResponse) -> None:
         if scope.get("path") != self.config.path:
+            if scope.get("path") in self._auth_paths:
+                await self._resource_metadata(scope, receive, response)
+                return
             raise ProtocolError(404, INVALID_REQUEST, f"Not Found: the MCP endpoint is {self.config.path}")
         headers = RequestHeaders(scope.get("headers", ()))
         server = scope.get("server")
@@ -211,6 +234,10 @@ class McpHttpApp:
         )
         if not self.running:
             raise ProtocolError(503, INTERNAL_ERROR, "Service Unavailable: server is not running")
+        principal = None
+        if self._auth is not None:
+            # Every method of the endpoint, in both eras, before the body is read.
+            principal = await self._auth.authenticate(headers.get("authorization"))
         method = scope.get("method")
         if method == "POST":
             decisions.check_content_type(headers)
@@ -218,11 +245,13 @@ class McpHttpApp:
             body = await read_body(receive, self.config.max_body_size, self.config.body_timeout, response)
             parsed = jsonrpc.parse_body(body)
             try:
+                if principal is not None:
+                    self._authorize(parsed, principal)
                 if decisions.era_of(parsed, headers) is Era.STATELESS:
                     assert not isinstance(parsed, list)
-                    await self._stateless.handle(parsed, headers, receive, response)
+                    await self._stateless.handle(parsed, headers, receive, response, principal)
                 else:
-                    await self._sessions.post(parsed, headers, receive, response)
+                    await self._sessions.post(parsed, headers, receive, response, principal)
             except ProtocolError as refused:
                 # The request is refused as a whole (503 when full or draining, 400,
                 # 404 ...): its error names it, since its id could be read (JSON-RPC
@@ -232,10 +261,10 @@ class McpHttpApp:
                     refused.request_id = single.id
                 raise
         elif method == "GET":
-            await self._sessions.get(headers, receive, response)
+            await self._sessions.get(headers, receive, response, principal)
         elif method == "DELETE":
             await self._discard_body(scope, receive, response)
-            await self._sessions.delete(headers, response)
+            await self._sessions.delete(headers, response, principal)
         else:
             raise ProtocolError(
                 405,
@@ -243,6 +272,62 @@ class McpHttpApp:
                 "Method Not Allowed",
                 headers=[(b"allow", b"GET, POST, DELETE")],
             )
+
+    def _authorize(self, parsed: Envelope | list[Envelope], principal: Principal) -> None:
+        """403 before any handler runs when a request needs scopes the token lacks (the
+        ``scopes=`` of a tool, resource or prompt): one place for both eras."""
+        assert self._auth is not None
+        server = self.server
+        if not isinstance(server, McpServer):
+            return
+        for message in parsed if isinstance(parsed, list) else [parsed]:
+            if message.kind is Kind.REQUEST and message.method is not None:
+                needed = server.required_scopes(message.method, message.params)
+                if needed:
+                    self._auth.authorize(principal, needed)
+
+    async def _resource_metadata(self, scope: Message, receive: Receive, response: GuardedResponse) -> None:
+        """The Protected Resource Metadata document (RFC 9728 §3).  Public: no token, no
+        Host check (it names nothing a rebinding page could misuse)."""
+        assert self._auth is not None
+        if scope.get("method") not in ("GET", "HEAD"):
+            raise ProtocolError(
+                405, INVALID_REQUEST, "Method Not Allowed", headers=[(b"allow", b"GET, HEAD")]
+            )
+        await self._discard_body(scope, receive, response)
+        body = self._auth.metadata_document
+        headers = [
+            (b"content-type", b"application/json"),
+            # Browser-based clients read it from another origin (RFC 9728 §3 allows any).
+            (b"access-control-allow-origin", b"*"),
+            (b"cache-control", b"public, max-age=3600"),
+        ]
+        await response.respond(200, headers, b"" if scope.get("method") == "HEAD" else body)
+
+
+def _authenticator(config: TransportConfig) -> Authenticator | None:
+    """The authenticator the ``auth_*`` settings describe; ``None`` when ``auth_issuer``
+    is unset.  Imported here: it needs the ``auth`` extra (httpx, joserfc)."""
+    if config.auth_issuer is None:
+        return None
+    try:
+        from ..auth import Authenticator
+    except ImportError as exc:
+        raise ConfigError(
+            f"auth_issuer needs the auth extra: pip install 'trio-mcp-http[auth]' ({exc})"
+        ) from exc
+    return Authenticator.from_settings(
+        issuer=config.auth_issuer,
+        resource=config.auth_resource,
+        verifier=config.auth_verifier,
+        jwks_url=config.auth_jwks_url,
+        introspection_url=config.auth_introspection_url,
+        client_id=config.auth_client_id,
+        client_secret_file=config.auth_client_secret_file,
+        scopes_supported=config.auth_scopes_supported,
+        required_scopes=config.auth_required_scopes,
+        retry_after=config.retry_after,
+    )
 
 
 def _expects_continue(scope: Message) -> bool:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
+from ..protocol.auth import TokenVerifier
 from ..protocol.errors import ConfigError, UsageError
 from ..protocol.event_store import EventStore, InMemoryEventStore
 from ..protocol.http import HostPolicy
@@ -112,6 +113,42 @@ class TransportConfig:
         "running then.  None: until shutdown.",
     )
     task_poll_interval: float = _setting(1.0, "The pollIntervalMs suggested to clients, in seconds.")
+    auth_issuer: str | None = _setting(
+        None,
+        "OAuth 2.1 authorization (MCP Authorization, docs/auth.md): the issuer URL of the "
+        "authorization server.  Set, every request needs a valid bearer token; needs auth_resource "
+        "and the auth extra.",
+    )
+    auth_resource: str | None = _setting(
+        None,
+        "This server's canonical URI (https://host/mcp): the audience its tokens must name "
+        "(RFC 8707) and the resource its metadata describes (RFC 9728).",
+    )
+    auth_jwks_url: str | None = _setting(
+        None, "URL of the key set for JWT access tokens.  Unset: the jwks_uri of the issuer's metadata."
+    )
+    auth_introspection_url: str | None = _setting(
+        None, "RFC 7662 introspection endpoint: tokens (opaque ones too) are checked there instead."
+    )
+    auth_client_id: str | None = _setting(
+        None, "The client id this server presents to the introspection endpoint."
+    )
+    auth_client_secret_file: str | None = _setting(
+        None, "A file holding that client's secret (kept off the command line)."
+    )
+    auth_scopes_supported: str | None = _setting(
+        None, "Scopes advertised in the protected resource metadata (space-separated)."
+    )
+    auth_required_scopes: str | None = _setting(
+        None,
+        "Scopes every request needs (space-separated): named in the 401 challenge; a token "
+        "without them gets 403 insufficient_scope.",
+    )
+    auth_verifier: TokenVerifier | None = _setting(
+        None,
+        "A TokenVerifier (async verify(token) -> Principal) checking tokens instead of "
+        "auth_jwks_url or auth_introspection_url (Python only).",
+    )
 
     def __post_init__(self) -> None:
         # A wrong setting is an error here, not a server quietly running otherwise.
@@ -151,6 +188,30 @@ class TransportConfig:
             not isinstance(self.request_state_key, bytes) or len(self.request_state_key) < 16
         ):
             raise ConfigError("request_state_key must be at least 16 bytes")
+        self._check_auth()
+
+    def _check_auth(self) -> None:
+        names = (
+            "auth_issuer",
+            "auth_resource",
+            "auth_jwks_url",
+            "auth_introspection_url",
+            "auth_client_id",
+            "auth_client_secret_file",
+            "auth_scopes_supported",
+            "auth_required_scopes",
+        )
+        for name in names:
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise UsageError(f"{name} must be a string or None, not {value!r}")
+        if self.auth_verifier is not None and not isinstance(self.auth_verifier, TokenVerifier):
+            verifier = self.auth_verifier
+            raise UsageError(f"auth_verifier must have an async verify(token) method, not {verifier!r}")
+        if self.auth_issuer is None:
+            others = [name for name in (*names[1:], "auth_verifier") if getattr(self, name) is not None]
+            if others:
+                raise ConfigError(f"{', '.join(others)} need auth_issuer, which switches authorization on")
 
 
 class TransportSettings(TypedDict, total=False):
@@ -182,6 +243,15 @@ class TransportSettings(TypedDict, total=False):
     max_task_bytes: int
     task_ttl: float | None
     task_poll_interval: float
+    auth_issuer: str | None
+    auth_resource: str | None
+    auth_jwks_url: str | None
+    auth_introspection_url: str | None
+    auth_client_id: str | None
+    auth_client_secret_file: str | None
+    auth_scopes_supported: str | None
+    auth_required_scopes: str | None
+    auth_verifier: TokenVerifier | None
 
 
 def _positive(

@@ -35,6 +35,7 @@ from .streams import JsonSlot, SseStream
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from ..protocol.auth import Principal
     from ..protocol.event_store import EventStore
     from ..protocol.jsonrpc import Envelope
     from ..server.mcp_server import McpServer
@@ -49,14 +50,16 @@ Outbox = SseStream | JsonSlot
 
 
 class _Running:
-    """One in-flight request: its scope, and why it was cancelled (if it was)."""
+    """One in-flight request: its scope, why it was cancelled (if it was), and who it
+    acts for (its access token's principal, when the server requires one)."""
 
-    __slots__ = ("outbox", "reason", "scope")
+    __slots__ = ("outbox", "principal", "reason", "scope")
 
-    def __init__(self, outbox: Outbox) -> None:
+    def __init__(self, outbox: Outbox, principal: Principal | None = None) -> None:
         self.scope = trio.CancelScope()
         self.outbox = outbox
         self.reason: str | None = None
+        self.principal = principal
 
     def cancel(self, reason: str) -> None:
         if self.reason is None:
@@ -100,6 +103,7 @@ class Session:
         "gate",
         "id",
         "log_level",
+        "owner",
         "protocol_version",
         "server",
         "subscriptions",
@@ -117,12 +121,16 @@ class Session:
         protocol_version: str,
         client_capabilities: dict[str, Any],
         client_info: dict[str, Any] | None,
+        owner: tuple[str | None, str] | None = None,
     ) -> None:
         self.server = server
         self.config = config
         self.gate = gate
         self._on_end = on_end
         self.id = session_id
+        #: The (issuer, subject) of the principal that created the session, when the
+        #: server requires authorization: only that principal may use it.
+        self.owner = owner
         self.protocol_version = protocol_version
         self.client_capabilities = client_capabilities
         self.client_info = client_info
@@ -321,8 +329,9 @@ class Session:
 
     # -- requests ---------------------------------------------------------------------
 
-    def start(self, request: Envelope, outbox: Outbox) -> None:
-        """Run ``request`` in the session's nursery, answering on ``outbox``."""
+    def start(self, request: Envelope, outbox: Outbox, principal: Principal | None = None) -> None:
+        """Run ``request`` in the session's nursery, answering on ``outbox``, for
+        ``principal`` (its handler's ``ctx.auth``)."""
         assert self._nursery is not None
         if request.request_id in self._in_flight:
             # Answers are matched to requests by id alone; a second request in flight
@@ -337,7 +346,7 @@ class Session:
             refused = f"Invalid Request: at most {limit} requests of one session may run at once"
             self._publish_final(outbox, jsonrpc.encode_error(request.request_id, INVALID_REQUEST, refused))
             return
-        running = _Running(outbox)
+        running = _Running(outbox, principal)
         self._in_flight[request.request_id] = running
         self._busy_change(+1)
         self.gate.handlers.enter()
@@ -445,6 +454,7 @@ class Session:
 
     def _context(self, request: Envelope, outbox: Outbox) -> Context:
         params = request.params or {}
+        running = self._in_flight.get(request.request_id)
         return Context(
             server=self.server,
             outlet=_SessionOutlet(self, outbox),
@@ -456,6 +466,7 @@ class Session:
             client_info=self.client_info,
             session_id=self.id,
             log_level=self.log_level,
+            auth=None if running is None else running.principal,
         )
 
     # -- server-to-client requests ----------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Any
 import trio
 
 from ..protocol import decisions, jsonrpc, sse
+from ..protocol.auth import Principal
 from ..protocol.errors import INVALID_PARAMS, INVALID_REQUEST, ProtocolError, SessionNotFound
 from ..protocol.event_store import parse_event_id
 from ..protocol.http import RequestHeaders, new_session_id
@@ -97,8 +98,15 @@ class SessionEra:
         if session.id is not None and self._sessions.get(session.id) is session:
             del self._sessions[session.id]
 
-    def _session_for(self, headers: RequestHeaders) -> Session:
+    def _session_for(self, headers: RequestHeaders, principal: Principal | None = None) -> Session:
         session_id = decisions.session_id_of(headers)
+        found = self._sessions.get(session_id)
+        if found is not None and found.owner != (None if principal is None else principal.owner):
+            # Bound to the principal that created it: anyone else's token, valid as it may
+            # be, finds no such session, exactly as for an unknown id (MCP 2025-11-25,
+            # Security Best Practices, Session Hijacking: sessions bound to the user).
+            logger.info("session refused: presented with another principal's token")
+            raise SessionNotFound
         # Popped and put back: the dict's order is the order of last use, least recent
         # first, which is what making room evicts by.
         session = self._sessions.pop(session_id, None)
@@ -137,6 +145,7 @@ class SessionEra:
         headers: RequestHeaders,
         receive: Receive,
         response: GuardedResponse,
+        principal: Principal | None = None,
     ) -> None:
         decisions.check_post_accept(headers, json_response=self.config.json_response)
         batch = isinstance(parsed, list)
@@ -148,25 +157,29 @@ class SessionEra:
         messages = parsed if isinstance(parsed, list) else [parsed]
         initialize = decisions.split_initialize(parsed)
         if initialize is not None:
-            await self._initialize(initialize, receive, response)
+            await self._initialize(initialize, receive, response, principal)
             return
         # An unsupported version header is refused (2025-11-25 basic/transports §protocol
         # version header); initialize itself may name any version and gets one negotiated.
         decisions.check_session_version(headers)
         if self.config.stateless:
             version = headers.get("mcp-protocol-version") or DEFAULT_LEGACY_VERSION
-            await self._deliver_stateless(version, {}, None, messages, receive, response, batch)
+            await self._deliver_stateless(
+                version, {}, None, messages, receive, response, batch, principal=principal
+            )
             return
-        session = self._session_for(headers)
+        session = self._session_for(headers, principal)
         if batch and session.protocol_version != "2025-03-26":
             # Batching exists only in 2025-03-26 (the 2025-06-18 changelog removes it).
             raise ProtocolError(
                 400, INVALID_REQUEST, "Invalid Request: batches are not supported in this protocol version"
             )
         session.touch()
-        await self._deliver(session, messages, receive, response, batch=batch)
+        await self._deliver(session, messages, receive, response, batch=batch, principal=principal)
 
-    async def _initialize(self, request: Envelope, receive: Receive, response: GuardedResponse) -> None:
+    async def _initialize(
+        self, request: Envelope, receive: Receive, response: GuardedResponse, principal: Principal | None
+    ) -> None:
         self.gate.admit()
         params = request.params or {}
         capabilities = params.get("capabilities", {})
@@ -183,7 +196,9 @@ class SessionEra:
         # Kept for the session's lifetime: bounded before the session exists.
         decisions.check_client_state(capabilities, client)
         if self.config.stateless:
-            await self._deliver_stateless(version, capabilities, client, [request], receive, response)
+            await self._deliver_stateless(
+                version, capabilities, client, [request], receive, response, principal=principal
+            )
             return
         self._make_room()
         assert self._nursery is not None
@@ -197,10 +212,12 @@ class SessionEra:
             protocol_version=version,
             client_capabilities=capabilities,
             client_info=client,
+            owner=None if principal is None else principal.owner,
         )
         self._sessions[session_id] = session
         await self._nursery.start(session.run)
-        await self._deliver(session, [request], receive, response, [(b"mcp-session-id", session_id.encode())])
+        session_header = [(b"mcp-session-id", session_id.encode())]
+        await self._deliver(session, [request], receive, response, session_header, principal=principal)
 
     async def _deliver_stateless(
         self,
@@ -211,6 +228,8 @@ class SessionEra:
         receive: Receive,
         response: GuardedResponse,
         batch: bool = False,
+        *,
+        principal: Principal | None = None,
     ) -> None:
         """Stateless mode: a session that lives for one POST, its nursery in the call.
 
@@ -229,7 +248,7 @@ class SessionEra:
         try:
             async with trio.open_nursery() as nursery:
                 session.attach_nursery(nursery)
-                await self._deliver(session, messages, receive, response, batch=batch)
+                await self._deliver(session, messages, receive, response, batch=batch, principal=principal)
                 # Finish the HTTP exchange now (a 499 at once if the client left).
                 await response.complete(failed=False)
                 # The exchange is over: whatever still runs can never deliver its output.
@@ -253,6 +272,7 @@ class SessionEra:
         extra_headers: ExtraHeaders | None = None,
         *,
         batch: bool = False,
+        principal: Principal | None = None,
     ) -> None:
         requests = []
         for message in messages:
@@ -271,9 +291,9 @@ class SessionEra:
         # Client replies above are taken during a drain; new requests are not.
         self.gate.admit()
         if self.config.json_response:
-            await self._answer_json(session, requests, receive, response, extra_headers, batch)
+            await self._answer_json(session, requests, receive, response, extra_headers, batch, principal)
         else:
-            await self._answer_sse(session, requests, receive, response, extra_headers)
+            await self._answer_sse(session, requests, receive, response, extra_headers, principal)
 
     async def _answer_json(
         self,
@@ -283,10 +303,11 @@ class SessionEra:
         response: GuardedResponse,
         extra_headers: ExtraHeaders | None,
         batch: bool,
+        principal: Principal | None = None,
     ) -> None:
         slot = JsonSlot(len(requests))
         for request in requests:
-            session.start(request, slot)
+            session.start(request, slot, principal)
         if not slot.done:
             # Wait for the answer or for the client to leave, whichever is first; the
             # handler wakes us by cancelling ``waiter`` (no watcher task needed).
@@ -343,12 +364,13 @@ class SessionEra:
         receive: Receive,
         response: GuardedResponse,
         extra_headers: ExtraHeaders | None,
+        principal: Principal | None = None,
     ) -> None:
         stream = session.new_stream(len(requests))
         attachment = stream.attach()
         session.prime(stream)
         for request in requests:
-            session.start(request, stream)
+            session.start(request, stream, principal)
         await self._stream_out(attachment, receive, response, extra_headers, session)
 
     async def _stream_out(
@@ -426,7 +448,13 @@ class SessionEra:
 
     # -- GET and DELETE ---------------------------------------------------------------
 
-    async def get(self, headers: RequestHeaders, receive: Receive, response: GuardedResponse) -> None:
+    async def get(
+        self,
+        headers: RequestHeaders,
+        receive: Receive,
+        response: GuardedResponse,
+        principal: Principal | None = None,
+    ) -> None:
         if self.config.stateless:
             raise ProtocolError(
                 405,
@@ -435,7 +463,7 @@ class SessionEra:
                 headers=[(b"allow", b"POST")],
             )
         decisions.check_stream_accept(headers)
-        session = self._session_for(headers)
+        session = self._session_for(headers, principal)
         decisions.check_session_version(headers)
         self.gate.admit()
         last_event_id = headers.get("last-event-id")
@@ -472,7 +500,9 @@ class SessionEra:
             )
         return stream.attach(frames)
 
-    async def delete(self, headers: RequestHeaders, response: GuardedResponse) -> None:
+    async def delete(
+        self, headers: RequestHeaders, response: GuardedResponse, principal: Principal | None = None
+    ) -> None:
         if self.config.stateless:
             raise ProtocolError(
                 405,
@@ -480,7 +510,7 @@ class SessionEra:
                 "Method Not Allowed: no sessions in stateless mode",
                 headers=[(b"allow", b"POST")],
             )
-        session = self._session_for(headers)
+        session = self._session_for(headers, principal)
         decisions.check_session_version(headers)
         session.terminate()
         await response.respond(204, [])

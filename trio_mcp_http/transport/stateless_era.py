@@ -20,6 +20,7 @@ from typing import Any
 import trio
 
 from ..protocol import jsonrpc, sse
+from ..protocol.auth import Principal
 from ..protocol.decisions import MAX_SUBSCRIPTIONS, subscription_size
 from ..protocol.errors import INTERNAL_ERROR, INVALID_PARAMS, McpError, ProtocolError
 from ..protocol.http import RequestHeaders, accepts
@@ -129,7 +130,12 @@ class StatelessEra:
     # -- request handling -------------------------------------------------------------
 
     async def handle(
-        self, message: Envelope, headers: RequestHeaders, receive: Receive, response: GuardedResponse
+        self,
+        message: Envelope,
+        headers: RequestHeaders,
+        receive: Receive,
+        response: GuardedResponse,
+        principal: Principal | None = None,
     ) -> None:
         request_id = message.id if message.kind is Kind.REQUEST else None
         try:
@@ -148,7 +154,7 @@ class StatelessEra:
         if message.method == "subscriptions/listen":
             await self._listen(message, receive, response)
         else:
-            await self._run(message, meta, headers, receive, response)
+            await self._run(message, meta, headers, receive, response, principal)
 
     def _param_headers(self, name: str) -> list[tuple[tuple[str, ...], str]]:
         """The ``x-mcp-header`` annotations of a tool, read once per definition."""
@@ -168,6 +174,7 @@ class StatelessEra:
         headers: RequestHeaders,
         receive: Receive,
         response: GuardedResponse,
+        principal: Principal | None = None,
     ) -> None:
         method = message.method or ""
         request_id = message.request_id
@@ -191,7 +198,7 @@ class StatelessEra:
                 self.gate.handlers.enter()
                 try:
                     with call:
-                        answer = await self._answer(method, request_id, params, meta, outlet)
+                        answer = await self._answer(method, request_id, params, meta, outlet, principal)
                 finally:
                     # The handler is done; what remains is writing its answer.
                     self._calls.discard(call)
@@ -231,6 +238,7 @@ class StatelessEra:
         params: dict[str, Any],
         meta: dict[str, Any],
         outlet: _StatelessOutlet,
+        principal: Principal | None = None,
     ) -> Answer:
         async def call() -> Any:
             if method == "server/discover":
@@ -253,6 +261,7 @@ class StatelessEra:
                 session_id=None,
                 # Log gating: no notifications/message unless the request asked.
                 log_level=meta.get(META_LOG_LEVEL),
+                auth=principal,
             )
             try:
                 if method == "tools/call":
