@@ -445,7 +445,9 @@ def main(argv: list[str] | None = None) -> int:
             verdict = 1
     if verdict == 0:
         scope = "on trio_mcp_http " if args.on == "both" else ""
-        print(f"OK: every check {scope}passed  (results in {workdir})")
+        listed = sum(len(o.expected) for r in results if r.on == "ours" for o in r.outcomes)
+        but = f" but {listed} listed expected failures" if listed else ""
+        print(f"OK: every check {scope}passed{but}  (results in {workdir})")
     return verdict
 
 

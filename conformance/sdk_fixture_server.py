@@ -482,9 +482,7 @@ mcp._tool_manager.get_tool("json_schema_2020_12_tool").parameters = _JSON_SCHEMA
 
 @mcp.tool()
 async def test_custom_header(
-    region: Annotated[
-        str, Field(description="A region name", json_schema_extra={"x-mcp-header": "Region"})
-    ],
+    region: Annotated[str, Field(description="A region name", json_schema_extra={"x-mcp-header": "Region"})],
 ) -> str:
     """Echoes its region argument, which clients mirror in the Mcp-Param-Region header (SEP-2243)"""
     return f"Region: {region}"
