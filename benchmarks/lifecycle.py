@@ -738,9 +738,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer streams and clients, a shorter grace")
     parser.add_argument("--only", default=",".join(SCENARIOS), help=f"subset of {','.join(SCENARIOS)}")
     parser.add_argument("--sides", default=",".join(SIDES), help=f"subset of {','.join(SIDES)}")
+    parser.add_argument(
+        "--streams", type=int, default=None, help="shutdown: sessions with a stream and a call"
+    )
+    parser.add_argument("--clients", type=int, default=None, help="vanish: clients (a third of each kind)")
     parser.add_argument("--out", type=Path, default=None, help="JSON output path")
     args = parser.parse_args(argv)
     p = Profile.quick() if args.quick else Profile()
+    for size in ("streams", "clients"):
+        value = getattr(args, size)
+        if value is not None:
+            if value < 3:
+                parser.error(f"--{size} must be at least 3")
+            setattr(p, size, value)
     scenarios = [s for s in args.only.split(",") if s]
     sides = [s for s in args.sides.split(",") if s]
     for name, known in ((scenarios, SCENARIOS), (sides, SIDES)):
