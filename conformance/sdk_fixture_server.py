@@ -24,6 +24,7 @@ plain tools the long-running ones only make those scenarios wait out their timeo
 
 from __future__ import annotations
 
+import base64
 import json
 import warnings
 from collections.abc import Mapping
@@ -474,8 +475,9 @@ async def json_schema_2020_12_tool(
     return f"JSON Schema 2020-12 tool called with: {json.dumps(given)}"
 
 
-# MCPServer derives a tool's input schema from its signature; this one is published as
-# written (the arguments are still validated against the signature).
+# MCPServer derives a tool's input schema from its signature and has no option to give
+# one, so the registered Tool's schema is replaced (through the server's private tool
+# manager) to publish this one as written; arguments are still checked by the signature.
 mcp.add_tool(json_schema_2020_12_tool)
 mcp._tool_manager.get_tool("json_schema_2020_12_tool").parameters = _JSON_SCHEMA_2020_12  # type: ignore[union-attr]
 
@@ -658,8 +660,6 @@ async def static_text() -> str:
     mime_type="image/png",
 )
 async def static_binary() -> bytes:
-    import base64
-
     return base64.b64decode(PNG_BASE64)
 
 
