@@ -666,3 +666,25 @@ async def test_a_custom_verifier_and_its_failures(logs: LogWatch) -> None:
             assert response.status_code == 503, mode
     assert all("secret-token-value" not in r.getMessage() for r in logs.records)
     assert any(r.levelno == logging.ERROR and "RuntimeError" in r.getMessage() for r in logs.records)
+
+
+async def test_over_http2_prior_knowledge() -> None:
+    """The same refusals and answers on an h2c connection (RFC 9113 §3.3)."""
+    async with serving_with_auth() as s, httpx.AsyncClient(http1=False, http2=True, timeout=10) as h2:
+        refused = await h2.post(s.url, content=json.dumps(initialize()).encode(), headers=POST_HEADERS)
+        assert refused.http_version == "HTTP/2"
+        assert refused.status_code == 401
+        assert "resource_metadata" in challenge(refused)
+        token = s.token()
+        opened = await h2.post(
+            s.url,
+            content=json.dumps(initialize()).encode(),
+            headers={**POST_HEADERS, "authorization": f"Bearer {token}"},
+        )
+        assert opened.status_code == 200
+        session = opened.headers["mcp-session-id"]
+        hijack = await h2.delete(
+            s.url, headers={"authorization": f"Bearer {s.token('bob')}", "mcp-session-id": session}
+        )
+        assert hijack.status_code == 404
+        assert s.app.statistics()["sessions"] == 1
