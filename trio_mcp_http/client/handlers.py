@@ -56,6 +56,21 @@ def _wire(value: Any) -> Any:
     return value
 
 
+def _with_defaults(result: Any, schema: dict[str, Any]) -> Any:
+    """An accepted elicitation's content, completed with the ``default`` of each field
+    the callback left out (MCP 2025-11-25, Client Features, Elicitation: primitive
+    fields may carry a default, SEP-1034), so the server gets what the form showed."""
+    properties = schema.get("properties")
+    if not isinstance(result, dict) or result.get("action") != "accept" or not isinstance(properties, dict):
+        return result
+    content = result.get("content")
+    content = dict(content) if isinstance(content, dict) else {}
+    for name, prop in properties.items():
+        if name not in content and isinstance(prop, dict) and "default" in prop:
+            content[name] = prop["default"]
+    return {**result, "content": content}
+
+
 @dataclass(frozen=True)
 class Handlers:
     elicitation: ElicitationHandler | None = None
@@ -83,7 +98,8 @@ class Handlers:
             return {}
         try:
             if method == "elicitation/create" and self.elicitation is not None:
-                result = await self.elicitation(ElicitationRequest.model_validate(params))
+                request = ElicitationRequest.model_validate(params)
+                result = _with_defaults(_wire(await self.elicitation(request)), request.requested_schema)
             elif method == "sampling/createMessage" and self.sampling is not None:
                 result = await self.sampling(SamplingRequest.model_validate(params))
             elif method == "roots/list" and self.roots is not None:

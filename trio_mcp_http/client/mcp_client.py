@@ -40,7 +40,7 @@ from .handlers import (
     SamplingHandler,
     check_callback,
 )
-from .schema import schema_errors
+from .schema import header_annotation_problem, schema_errors
 from .session import Era, ProgressCallback, SessionEra, StatelessEra, discover_or_initialize
 from .transport import StreamableHttp
 from .types import (
@@ -182,8 +182,19 @@ class McpClient:
 
     async def list_tools(self) -> list[Tool]:
         """Every tool (all pages).  Remembered for ``call_tool``: output schemas are
-        checked and, in the stateless era, ``Mcp-Param-*`` headers sent."""
-        tools = [_typed(Tool, raw, "tool") for raw in await self._pages("tools/list", "tools")]
+        checked and, in the stateless era, ``Mcp-Param-*`` headers sent.
+
+        A tool whose ``x-mcp-header`` annotations are malformed is left out, with a
+        warning (MCP 2026-07-28, Transports, Streamable HTTP: clients MUST reject such a
+        definition); the other tools stay usable."""
+        tools: list[Tool] = []
+        for raw in await self._pages("tools/list", "tools"):
+            tool = _typed(Tool, raw, "tool")
+            problem = header_annotation_problem(tool.input_schema)
+            if problem is None:
+                tools.append(tool)
+            else:
+                logger.warning("leaving out tool %r: %s", tool.name, problem)
         self._tools = {tool.name: tool for tool in tools}
         return tools
 

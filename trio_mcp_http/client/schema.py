@@ -16,7 +16,7 @@ import math
 import re
 from typing import Any
 
-__all__ = ["schema_errors"]
+__all__ = ["header_annotation_problem", "schema_errors"]
 
 _TYPES: dict[str, Any] = {
     "object": lambda v: isinstance(v, dict),
@@ -173,3 +173,52 @@ def _bounds(
         errors.append(f"{path}: fewer than {minimum} {unit}")
     if isinstance(maximum, int) and size > maximum:
         errors.append(f"{path}: more than {maximum} {unit}")
+
+
+#: RFC 9110 §5.6.2: a field name is a token, ``1*tchar``.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+#: The JSON types an ``x-mcp-header`` property may have (MCP 2026-07-28): not
+#: ``number``, whose text form differs between implementations.
+_HEADER_TYPES = frozenset({"string", "integer", "boolean"})
+
+
+def header_annotation_problem(schema: Any) -> str | None:
+    """Why a tool's ``x-mcp-header`` annotations are malformed, or ``None``.
+
+    MCP 2026-07-28, Transports, Streamable HTTP, "Custom Headers from Tool
+    Parameters": a name is a non-empty token (no spaces, colons, control or non-ASCII
+    characters), names are unique regardless of case, and only a primitive property
+    may be annotated; clients MUST reject (leave out) a tool that breaks these rules,
+    since its headers could not be sent as the server expects.
+    """
+    seen: dict[str, str] = {}
+    return _annotations(schema, seen, 0)
+
+
+def _annotations(schema: Any, seen: dict[str, str], depth: int) -> str | None:
+    if not isinstance(schema, dict) or depth > _MAX_DEPTH:
+        return None
+    properties = schema.get("properties")
+    if not isinstance(properties, dict):
+        return None
+    for name, prop in properties.items():
+        if not isinstance(prop, dict):
+            continue
+        if "x-mcp-header" in prop:
+            header = prop["x-mcp-header"]
+            if not isinstance(header, str) or not header:
+                return f"property {name!r}: x-mcp-header must be a non-empty string"
+            if not _TOKEN.match(header):
+                return f"property {name!r}: x-mcp-header {header!r} is not an HTTP field-name token"
+            if header.lower() in seen:
+                return f"x-mcp-header {header!r} of {name!r} repeats that of {seen[header.lower()]!r}"
+            seen[header.lower()] = name
+            kinds = prop.get("type")
+            kinds = [kinds] if isinstance(kinds, str) else kinds
+            primitive = [k for k in kinds if k != "null"] if isinstance(kinds, list) else []
+            if not primitive or any(k not in _HEADER_TYPES for k in primitive):
+                return f"property {name!r}: x-mcp-header on a {prop.get('type')!r} property, not a primitive"
+        problem = _annotations(prop, seen, depth + 1)
+        if problem is not None:
+            return problem
+    return None

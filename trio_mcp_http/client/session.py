@@ -490,7 +490,7 @@ async def discover_or_initialize(
     if era != "session":
         modern = StatelessEra(transport, handlers, client_info, version or MODERN_VERSIONS[-1])
         try:
-            result = await modern.discover()
+            result = await _discover(modern, (version,) if version else MODERN_VERSIONS)
         except McpError as exc:
             if era == "stateless" or _modern_only(exc):
                 raise
@@ -511,6 +511,23 @@ async def discover_or_initialize(
     legacy = SessionEra(transport, handlers, client_info)
     await legacy.initialize(version or LEGACY_VERSIONS[-1])
     return legacy
+
+
+async def _discover(era: StatelessEra, ours: tuple[str, ...]) -> dict[str, Any]:
+    """``server/discover``; refused as an unsupported version (-32022) whose data lists
+    one we speak, asked once more in the newest such (MCP 2026-07-28, Lifecycle, Version
+    Negotiation: the error names the server's versions so that the client can retry)."""
+    try:
+        return await era.discover()
+    except McpError as exc:
+        if exc.code != UNSUPPORTED_PROTOCOL_VERSION:
+            raise
+        supported = exc.data.get("supported") if isinstance(exc.data, dict) else None
+        shared = [v for v in ours if isinstance(supported, list) and v in supported]
+        if not shared:
+            raise
+        era.version = shared[-1]
+        return await era.discover()
 
 
 def _modern_only(exc: McpError) -> bool:
