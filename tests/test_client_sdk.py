@@ -22,9 +22,13 @@ import warnings
 
 warnings.simplefilter("ignore")
 
+from typing import Any
+
+import anyio
 import uvicorn
 from pydantic import BaseModel
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.streamable_http import EventMessage, EventStore
 
 mcp = MCPServer("sdk-peer", log_level="WARNING")
 
@@ -62,6 +66,66 @@ async def ask(ctx: Context) -> str:
     return f"Hello {result.data.name}" if result.action == "accept" else result.action
 
 
+moments: dict[str, anyio.Event] = {}
+
+
+def moment(name: str) -> anyio.Event:
+    return moments.setdefault(name, anyio.Event())
+
+
+@mcp.tool()
+async def poll(ctx: Context) -> str:
+    """End this call's SSE stream mid-call (the event store keeps the rest)."""
+    await ctx.report_progress(1, 2, "before")
+    await ctx.close_sse_stream()
+    await anyio.sleep(0.05)
+    await ctx.report_progress(2, 2, "after")
+    return "polled"
+
+
+@mcp.tool()
+async def hold(key: str) -> str:
+    try:
+        moment("started " + key).set()
+        await anyio.sleep_forever()
+    finally:
+        moment("cancelled " + key).set()
+    return "unreachable"
+
+
+@mcp.tool()
+async def wait_started(key: str) -> str:
+    await moment("started " + key).wait()
+    return key + " started"
+
+
+@mcp.tool()
+async def wait_cancelled(key: str) -> str:
+    await moment("cancelled " + key).wait()
+    return key + " was cancelled"
+
+
+class MemoryEventStore(EventStore):
+    """Every event in order, replayed per stream after a Last-Event-ID."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, Any]] = []
+
+    async def store_event(self, stream_id: str, message: Any) -> str:
+        self.events.append((str(len(self.events) + 1), stream_id, message))
+        return self.events[-1][0]
+
+    async def replay_events_after(self, last_event_id: str, send_callback: Any) -> str | None:
+        index = next((i for i, event in enumerate(self.events) if event[0] == last_event_id), None)
+        if index is None:
+            return None
+        stream_id = self.events[index][1]
+        for event_id, stream, message in self.events[index + 1 :]:
+            if stream == stream_id and message is not None:
+                await send_callback(EventMessage(message, event_id))
+        return stream_id
+
+
 @mcp.resource("file:///sdk/readme.txt")
 async def readme() -> str:
     return "read me"
@@ -76,7 +140,8 @@ sock = socket.socket()
 sock.bind(("127.0.0.1", 0))
 sock.listen(128)
 print(sock.getsockname()[1], flush=True)
-uvicorn.Server(uvicorn.Config(mcp.streamable_http_app(host="127.0.0.1"), log_level="warning")).run(
+app = mcp.streamable_http_app(host="127.0.0.1", event_store=MemoryEventStore(), retry_interval=200)
+uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(
     sockets=[sock]
 )
 '''
@@ -111,10 +176,47 @@ async def sdk_server(tmp_path: Path) -> AsyncIterator[str]:
 
 
 async def test_the_client_speaks_to_the_official_sdk_server(tmp_path: Path) -> None:
-    """Both eras against one server process (importing the SDK takes seconds)."""
+    """Both eras against one server process (importing the SDK takes seconds): calls,
+    cancellation seen by the server, and (in a session) a stream resumed mid-call."""
     async with sdk_server(tmp_path) as url:
         for era in (None, "session"):
             await _round_trip(url, era)
+            await _cancel(url, era)
+        await _resume(url)
+
+
+async def _cancel(url: str, era: str | None) -> None:
+    """Cancelling a call cancels its handler: ``notifications/cancelled`` in a session,
+    the closed response in the stateless era."""
+    key = f"cancel-{era}"
+    with trio.fail_after(20):
+        async with open_mcp_client(url, era=era) as client:  # type: ignore[arg-type]
+            with trio.CancelScope() as scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(client.call_tool, "hold", {"key": key})
+                    await client.call_tool("wait_started", {"key": key})
+                    scope.cancel()
+            assert scope.cancelled_caught
+            seen = await client.call_tool("wait_cancelled", {"key": key})
+            assert seen.content[0].text == f"{key} was cancelled"  # type: ignore[union-attr]
+
+
+async def _resume(url: str) -> None:
+    """``ctx.close_sse_stream()`` ends the call's stream after one progress event; the
+    client waits the ``retry:`` hint (200 ms), resumes with ``Last-Event-ID`` and gets
+    the rest from the SDK's event store, each event once."""
+    progress: list[str | None] = []
+
+    async def on_progress(update: Progress) -> None:
+        progress.append(update.message)
+
+    with trio.fail_after(20):
+        async with open_mcp_client(url, era="session") as client:
+            started = trio.current_time()
+            result = await client.call_tool("poll", progress=on_progress)
+            assert trio.current_time() - started >= 0.2
+            assert result.content[0].text == "polled"  # type: ignore[union-attr]
+            assert progress == ["before", "after"]
 
 
 async def _round_trip(url: str, era: str | None) -> None:
@@ -135,7 +237,7 @@ async def _round_trip(url: str, era: str | None) -> None:
             assert client.server_info is not None
             assert client.server_info.name == "sdk-peer"
             tools = {tool.name: tool for tool in await client.list_tools()}
-            assert set(tools) == {"echo", "add", "steps", "ask"}
+            assert {"echo", "add", "steps", "ask", "poll", "hold"} <= set(tools)
             assert tools["add"].output_schema is not None
 
             echoed = await client.call_tool("echo", {"text": "héllo"})
