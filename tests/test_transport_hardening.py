@@ -393,10 +393,12 @@ async def test_a_half_closed_client_gets_a_retry_hint_and_can_resume(
     assert not logs.errors()
 
 
-# -- WebSocket upgrades are refused, not failed ---------------------------------------------
+# -- a WebSocket upgrade without the mcp subprotocol is refused, not failed ------------------
 
 
-async def test_a_websocket_upgrade_is_refused_with_403(mcp_server: McpServer, logs: LogWatch) -> None:
+async def test_a_websocket_upgrade_without_the_mcp_subprotocol_is_refused_with_400(
+    mcp_server: McpServer, logs: LogWatch
+) -> None:
     app = McpHttpApp(mcp_server)
     with trio.fail_after(TIMEOUT):
         async with hypercorn_serving(app, app) as port:
@@ -413,8 +415,9 @@ async def test_a_websocket_upgrade_is_refused_with_403(mcp_server: McpServer, lo
                 assert data, head
                 head += data
             await sock.aclose()
-            assert head.split(b" ", 2)[1] == b"403", head
-            assert app.statistics()["http_calls_in_flight"] == 0
+            assert head.split(b" ", 2)[1] == b"400", head
+            await wait_idle(app)
+            assert app.statistics()["sessions"] == 0
     assert not logs.errors()
 
 

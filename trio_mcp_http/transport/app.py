@@ -32,6 +32,7 @@ from .gate import Gate, InFlight
 from .session_era import SessionEra
 from .stateless_era import StatelessEra
 from .tasks import TaskRegistry
+from .websocket import serve_websocket
 
 if TYPE_CHECKING:
     from ..auth import Authenticator
@@ -159,18 +160,18 @@ class McpHttpApp:
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":
-            await self._refuse_websocket(receive, send)
+            await self._websocket(scope, receive, send)
         # Other scope types: not ours.
 
-    @staticmethod
-    async def _refuse_websocket(receive: Receive, send: Send) -> None:
-        """MCP has no WebSocket transport: refuse the handshake.  Returning without a
-        word is an application error to the server (HTTP 500); a close before accepting
-        is a refusal (ASGI: the server answers 403), with 1008 "policy violation"
-        (RFC 6455 §7.4.1) where a close code is seen."""
-        message = await receive()
-        if message["type"] == "websocket.connect":
-            await send({"type": "websocket.close", "code": 1008})
+    async def _websocket(self, scope: Message, receive: Receive, send: Send) -> None:
+        """MCP over WebSocket on the MCP path, one session per connection
+        (transport/websocket.py); another path is refused with 404.  An open connection
+        counts among the HTTP calls the drain waits for, so its close is written before
+        the connections are."""
+        with self._calls:
+            await serve_websocket(
+                scope, receive, send, self._sessions, self._host_policy, running=self.running
+            )
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()

@@ -284,6 +284,21 @@ class Session:
             self._streams[0] = stream
         return stream
 
+    def carry_standalone(self, stream_class: type[SseStream]) -> SseStream:
+        """A standalone stream of ``stream_class``, not resumable, in place of the GET
+        stream: a WebSocket connection's outbox (transport/websocket.py), which carries
+        every message of its session and, while attached, counts as its open
+        connection (so the session neither expires nor makes room)."""
+        stream = stream_class(
+            0,
+            store=None,
+            buffer_size=self.config.stream_buffer_size,
+            standalone=True,
+            on_change=self._connection_change,
+        )
+        self._streams[0] = stream
+        return stream
+
     def _retire(self, stream: SseStream) -> None:
         """A POST stream has ended: keep it resumable while it is among the session's
         ``replayable_streams`` most recent finished ones, then forget it and its events,

@@ -9,6 +9,7 @@ started in the nursery :meth:`SessionEra.run` holds.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -20,7 +21,7 @@ from ..protocol.event_store import parse_event_id
 from ..protocol.http import RequestHeaders, new_session_id
 from ..protocol.jsonrpc import Envelope, Kind
 from ..protocol.levels import level_rank
-from ..protocol.versions import DEFAULT_LEGACY_VERSION, negotiate_legacy
+from ..protocol.versions import DEFAULT_LEGACY_VERSION, LATEST_LEGACY_VERSION, negotiate_legacy
 from ..server.mcp_server import McpServer
 from .asgi import JSON_HEADERS, SSE_HEADERS, GuardedResponse, Receive, watch_disconnect
 from .config import TransportConfig
@@ -46,6 +47,9 @@ class SessionEra:
         self._sessions: dict[str, Session] = {}
         #: Stateless mode: the one-request sessions whose handlers still run.
         self._transient: set[Session] = set()
+        #: Sessions carried by one WebSocket connection each (transport/websocket.py):
+        #: counted, drained and broadcast to like the others, never found by id.
+        self._sockets: set[Session] = set()
 
     # -- lifetime and what the app asks of it -------------------------------------------
 
@@ -62,7 +66,7 @@ class SessionEra:
                 session.terminate()
 
     def _all(self) -> list[Session]:
-        return [*self._sessions.values(), *self._transient]
+        return [*self._sessions.values(), *self._transient, *self._sockets]
 
     def cancel_all(self) -> None:
         """Drain step: cancel every running request (each still gets its answer)."""
@@ -77,7 +81,7 @@ class SessionEra:
     def statistics(self) -> dict[str, int]:
         sessions = self._all()
         return {
-            "sessions": len(self._sessions),
+            "sessions": len(self._sessions) + len(self._sockets),
             "open_streams": sum(s.connections for s in sessions),
             "stored_events": sum(s.stored_events for s in sessions),
         }
@@ -87,7 +91,8 @@ class SessionEra:
         message = jsonrpc.encode_notification(method, params)
         uri = params.get("uri") if params else None
         level = params.get("level") if method == "notifications/message" and params else None
-        for session in self._sessions.values():
+        sessions = [*self._sessions.values(), *self._sockets] if self._sockets else self._sessions.values()
+        for session in sessions:
             if method == "notifications/resources/updated" and uri not in session.subscriptions:
                 continue
             if level is not None and level_rank(level) < level_rank(session.log_level):
@@ -124,7 +129,7 @@ class SessionEra:
         used session with no open connection: work whose client left (a tool still
         running, a question nobody will answer) must not hold a slot for good.  503
         only when every session has a client connected."""
-        if len(self._sessions) < self.config.max_sessions:
+        if len(self._sessions) + len(self._sockets) < self.config.max_sessions:
             return
         sessions = self._sessions.values()
         victim = next((s for s in sessions if s.idle), None) or next(
@@ -136,6 +141,36 @@ class SessionEra:
             "session limit (%d) reached: ending a least recently used session", self.config.max_sessions
         )
         victim.terminate()  # leaves self._sessions at once (on_end)
+
+    async def open_socket_session(
+        self, on_end: Callable[[Session], None], *, protocol_version: str = LATEST_LEGACY_VERSION
+    ) -> Session:
+        """A session for one WebSocket connection (transport/websocket.py), running in
+        this era's nursery: counted against ``max_sessions`` (making room as
+        ``initialize`` does), cancelled and closed by the drain, reached by broadcasts,
+        never found by ``Mcp-Session-Id``.  Raises the gate's refusal (503) when
+        draining or full.  ``on_end`` is called when the session ends."""
+        self.gate.admit()
+        self._make_room()
+        assert self._nursery is not None
+
+        def ended(session: Session) -> None:
+            self._sockets.discard(session)
+            on_end(session)
+
+        session = Session(
+            self.server,
+            self.config,
+            self.gate,
+            new_session_id(),
+            on_end=ended,
+            protocol_version=protocol_version,
+            client_capabilities={},
+            client_info=None,
+        )
+        self._sockets.add(session)
+        await self._nursery.start(session.run)
+        return session
 
     # -- POST -------------------------------------------------------------------------
 
