@@ -40,7 +40,7 @@ from wsproto.events import (
     TextMessage,
 )
 
-from trio_mcp_http import Context, McpServer
+from trio_mcp_http import Context, McpHttpApp, McpServer, TransportConfig
 
 IDLE = {
     "sessions": 0,
@@ -478,3 +478,79 @@ async def test_many_connections_leave_nothing_behind(ctl: Controller) -> None:
             await ctl.cancelled[f"held-{round_}"].wait()
         await wait_idle(handle.app)
         assert handle.statistics() == IDLE
+
+
+# -- the drain, step by step, in memory (virtual time) --------------------------------------
+
+
+class AsgiSocket:
+    """One ASGI ``websocket`` call to an app, in memory: no sockets, so MockClock works."""
+
+    def __init__(self) -> None:
+        self.to_app, self._app_receive = trio.open_memory_channel[dict[str, Any]](16)
+        self._app_send, self.from_app = trio.open_memory_channel[dict[str, Any]](16)
+        self.scope = {
+            "type": "websocket",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "path": "/mcp",
+            "headers": [(b"host", b"127.0.0.1:8000")],
+            "server": ("127.0.0.1", 8000),
+            "subprotocols": ["mcp"],
+            "extensions": {"websocket.http.response": {}},
+        }
+
+    async def run(self, app: McpHttpApp) -> None:
+        await app(self.scope, self._app_receive.receive, self._app_send.send)
+
+    async def send(self, message: Any) -> None:
+        await self.to_app.send({"type": "websocket.receive", "text": json.dumps(message), "bytes": None})
+
+    async def receive(self) -> dict[str, Any]:
+        """The next JSON-RPC message, or the ASGI event when it is not one."""
+        event = await self.from_app.receive()
+        if event["type"] != "websocket.send":
+            return event
+        message: dict[str, Any] = json.loads(event["text"])
+        return message
+
+
+async def test_the_drain_refuses_new_requests_answers_old_ones_then_closes_with_1001(
+    ctl: Controller, autojump_clock: trio.testing.MockClock
+) -> None:
+    app = McpHttpApp(ws_server(ctl), TransportConfig(grace_period=5.0))
+    socket = AsgiSocket()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(app.run)
+        nursery.start_soon(socket.run, app)
+        await socket.to_app.send({"type": "websocket.connect"})
+        assert (await socket.receive()) == {"type": "websocket.accept", "subprotocol": "mcp"}
+        await socket.send(initialize(0))
+        assert (await socket.receive())["id"] == 0
+        await socket.send(call_tool(1, "hold", key="old"))
+        await ctl.started["old"].wait()
+        drained = trio.Event()
+
+        async def drain() -> None:
+            await app.drain()
+            drained.set()
+
+        nursery.start_soon(drain)
+        await trio.testing.wait_all_tasks_blocked()
+        await socket.send(call_tool(2, "echo", text="new"))
+        refused = await socket.receive()
+        assert refused["id"] == 2
+        assert refused["error"]["message"] == "Service Unavailable: server is shutting down"
+        await socket.send(request(3, "ping"))  # also new work: refused
+        assert (await socket.receive())["id"] == 3
+        await trio.sleep(1.0)  # virtual time, well inside the grace period
+        ctl.release("old")
+        assert (await socket.receive())["result"]["content"][0]["text"] == "released old"
+        assert (await socket.receive()) == {
+            "type": "websocket.close",
+            "code": 1001,
+            "reason": "server going away",
+        }
+        await drained.wait()
+        assert trio.current_time() < 5.0  # closed as soon as the answer was out, not at the grace's end
+        assert app.statistics() == IDLE
+        nursery.cancel_scope.cancel()
