@@ -8,6 +8,8 @@ A thin router that owns the drain.  The session era and the stateless era are pe
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -25,6 +27,8 @@ from ..protocol.errors import (
 )
 from ..protocol.http import HostPolicy, RequestHeaders
 from ..protocol.jsonrpc import Envelope, Kind
+from ..server.adapt import serving
+from ..server.logic import ProtocolServer
 from ..server.mcp_server import McpServer
 from .asgi import ClientGone, GuardedResponse, Message, Receive, Send, discard_body, read_body
 from .config import TransportConfig
@@ -47,17 +51,20 @@ _PER_CONNECTION = HostPolicy.for_bind("0.0.0.0")
 class McpHttpApp:
     """An ASGI application serving an :class:`McpServer` over Streamable HTTP.
 
+    A server written for the official MCP SDK (a lowlevel ``Server``, an ``MCPServer``)
+    or for FastMCP is served as well, unmodified (docs/sdk.md).
+
     It must be *running* to serve requests: either inside your nursery with
     ``await nursery.start(app.run)`` (what :func:`~trio_mcp_http.serve` does), or
     started by the ASGI lifespan protocol, as under ``hypercorn -k trio module:app``.
     """
 
-    def __init__(self, server: McpServer, config: TransportConfig | None = None) -> None:
-        if not isinstance(server, McpServer):
-            raise UsageError(f"McpHttpApp serves an McpServer, not {type(server).__name__}")
+    def __init__(self, server: object, config: TransportConfig | None = None) -> None:
+        served = serving(server)
         if config is not None and not isinstance(config, TransportConfig):
             raise UsageError(f"config must be a TransportConfig, not {type(config).__name__}")
-        self.server = server
+        #: What is served: an ``McpServer``, or an SDK server's adapter.
+        self.server: McpServer | ProtocolServer = served
         self.config = config or TransportConfig()
         self._running = False
         self._gate = Gate(self.config.retry_after)
@@ -71,14 +78,14 @@ class McpHttpApp:
         self._auth_paths = frozenset() if self._auth is None else self._auth.metadata_paths(self.config.path)
         #: The tasks of the 2026-07-28 tasks extension.
         self.tasks = TaskRegistry(
-            server,
+            served if isinstance(served, McpServer) else None,
             max_tasks=self.config.max_tasks,
             max_result_bytes=self.config.max_task_bytes,
             ttl=self.config.task_ttl,
             poll_interval=self.config.task_poll_interval,
         )
-        self._sessions = SessionEra(server, self.config, self._gate)
-        self._stateless = StatelessEra(server, self.config, self._gate, self.tasks)
+        self._sessions = SessionEra(served, self.config, self._gate)
+        self._stateless = StatelessEra(served, self.config, self._gate, self.tasks)
 
     # -- lifetime ---------------------------------------------------------------------
 
@@ -87,9 +94,8 @@ class McpHttpApp:
         if self._running:
             raise StateError("McpHttpApp.run() is already running")
         self._running = True
-        self.server.add_listener(self._broadcast)
         try:
-            async with trio.open_nursery() as nursery:
+            async with self._server_lifespan(), trio.open_nursery() as nursery:
                 await nursery.start(self.tasks.run)
                 await nursery.start(self._sessions.run)
                 self._gate.admitting = True
@@ -103,7 +109,21 @@ class McpHttpApp:
                             await self._auth.aclose()
         finally:
             self._running = False
-            self.server.remove_listener(self._broadcast)
+
+    @asynccontextmanager
+    async def _server_lifespan(self) -> AsyncIterator[None]:
+        """An SDK server's lifespan, or our server's change notifications, for as long as
+        the app runs."""
+        server = self.server
+        if isinstance(server, McpServer):
+            server.add_listener(self._broadcast)
+            try:
+                yield
+            finally:
+                server.remove_listener(self._broadcast)
+        else:
+            async with server.lifespan():
+                yield
 
     @property
     def running(self) -> bool:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import trio
 
@@ -29,6 +29,7 @@ from ..protocol.input_requests import InputRequest, answer_is_valid
 from ..protocol.levels import level_rank
 from ..protocol.versions import at_least
 from ..server.context import Context
+from ..server.logic import ProtocolServer
 from .runner import cancelled, run_handler
 from .streams import JsonSlot, SseStream
 
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from ..protocol.auth import Principal
     from ..protocol.event_store import EventStore
     from ..protocol.jsonrpc import Envelope
+    from ..server.logic import ProtocolSession
     from ..server.mcp_server import McpServer
     from .config import TransportConfig
     from .gate import Gate
@@ -104,6 +106,7 @@ class Session:
         "id",
         "log_level",
         "owner",
+        "protocol",
         "protocol_version",
         "server",
         "subscriptions",
@@ -112,7 +115,7 @@ class Session:
 
     def __init__(
         self,
-        server: McpServer,
+        server: McpServer | ProtocolServer,
         config: TransportConfig,
         gate: Gate,
         session_id: str | None,
@@ -158,6 +161,18 @@ class Session:
         self.connections = 0
         #: Requests whose client waits for a JSON answer.
         self._waiting = 0
+        #: A server that speaks the protocol itself keeps its session state here.
+        self.protocol: ProtocolSession | None = None
+        if isinstance(server, ProtocolServer):
+            self.protocol = server.open_session(
+                session_id=session_id, protocol_version=protocol_version, outbound=_Standalone(self)
+            )
+
+    @property
+    def _native(self) -> McpServer:
+        """The server as an ``McpServer``: on the paths a server that speaks the
+        protocol itself never reaches."""
+        return cast("McpServer", self.server)
 
     # -- lifetime ---------------------------------------------------------------------
 
@@ -182,6 +197,21 @@ class Session:
             logger.exception("session failed; terminating it")
         finally:
             self.terminate()
+            await self.close_protocol()
+
+    async def close_protocol(self) -> None:
+        """Let a server that speaks the protocol itself release the session's state
+        (shielded: it runs as the session ends, cancelled or not; bounded)."""
+        protocol, self.protocol = self.protocol, None
+        if protocol is not None:
+            with trio.CancelScope(shield=True) as scope:
+                scope.deadline = trio.current_time() + self.config.final_send_timeout
+                await protocol.aclose()
+
+    def notified(self, method: str, params: dict[str, Any] | None) -> None:
+        """A notification from the client (other than a cancellation)."""
+        if self.protocol is not None and self._nursery is not None and not self.terminated:
+            self._nursery.start_soon(self.protocol.notify, method, params)
 
     def attach_nursery(self, nursery: trio.Nursery) -> None:
         """Stateless mode: borrow the HTTP call's nursery for this one-request session."""
@@ -396,6 +426,9 @@ class Session:
         async def call() -> Any:
             if not isinstance(params.get("_meta", {}), dict):
                 raise McpError(INVALID_PARAMS, "Invalid params: _meta must be an object")
+            if self.protocol is not None:
+                # The server speaks the protocol itself, initialize included.
+                return await self.protocol.request(method, params, self._context(request, outbox))
             if method == "initialize":
                 return self._initialize_result()
             if method == "logging/setLevel":
@@ -407,13 +440,13 @@ class Session:
                 return {}
             if method in ("resources/subscribe", "resources/unsubscribe"):
                 return await self._subscribe(params, method == "resources/subscribe")
-            return await self.server.dispatch(method, params, self._context(request, outbox))
+            return await self._native.dispatch(method, params, self._context(request, outbox))
 
         answer = await run_handler(request.request_id, method, call)
         return answer.body
 
     def _initialize_result(self) -> dict[str, Any]:
-        server = self.server
+        server = self._native
         result: dict[str, Any] = {
             # The version negotiated when the session was made.
             "protocolVersion": self.protocol_version,
@@ -425,7 +458,7 @@ class Session:
         return result
 
     async def _subscribe(self, params: dict[str, Any], subscribe: bool) -> dict[str, Any]:
-        server = self.server
+        server = self._native
         if "resources" not in server.capabilities():
             raise McpError(METHOD_NOT_FOUND, "Method not found: server has no resources")
         uri = params.get("uri")
@@ -486,8 +519,9 @@ class Session:
 
     # -- server-to-client requests ----------------------------------------------------
 
-    async def request(self, method: str, params: dict[str, Any] | None, via: Outbox) -> Any:
-        """Send a request to the client and wait for the response it POSTs back."""
+    async def request(self, method: str, params: dict[str, Any] | None, via: Outbox | None) -> Any:
+        """Send a request to the client and wait for the response it POSTs back; on the
+        stream of ``via`` while that is open, else (or with ``None``) on the GET stream."""
         if self.id is None:
             raise McpError(
                 INVALID_PARAMS,
@@ -499,7 +533,8 @@ class Session:
         self._pending[request_id] = pending
         message = jsonrpc.encode_request(request_id, method, params)
         try:
-            if not self.send_related(message, via):
+            sent = self.send_unrelated(message) if via is None else self.send_related(message, via)
+            if not sent:
                 raise McpError(
                     INTERNAL_ERROR,
                     f"cannot send {method}: the client has no open stream to receive it",
@@ -568,3 +603,19 @@ class _SessionOutlet:
     def close_stream(self, retry_ms: int | None) -> None:
         if isinstance(self._outbox, SseStream) and self._outbox.resumable:
             self._outbox.detach_connection(retry_ms or self._session.config.retry_ms)
+
+
+class _Standalone:
+    """A session's GET stream, for a server that speaks the protocol itself."""
+
+    __slots__ = ("_session",)
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    async def notify(self, method: str, params: dict[str, Any] | None) -> None:
+        self._session.send_unrelated(jsonrpc.encode_notification(method, params))
+        await trio.lowlevel.checkpoint()
+
+    async def request(self, method: str, params: dict[str, Any] | None) -> Any:
+        return await self._session.request(method, params, None)

@@ -22,6 +22,7 @@ from ..protocol.http import RequestHeaders, new_session_id
 from ..protocol.jsonrpc import Envelope, Kind
 from ..protocol.levels import level_rank
 from ..protocol.versions import DEFAULT_LEGACY_VERSION, LATEST_LEGACY_VERSION, negotiate_legacy
+from ..server.logic import ProtocolServer
 from ..server.mcp_server import McpServer
 from .asgi import JSON_HEADERS, SSE_HEADERS, GuardedResponse, Receive, watch_disconnect
 from .config import TransportConfig
@@ -39,7 +40,7 @@ ExtraHeaders = list[tuple[bytes, bytes]]
 class SessionEra:
     """Serves session-era requests of one app; see the module docstring."""
 
-    def __init__(self, server: McpServer, config: TransportConfig, gate: Gate) -> None:
+    def __init__(self, server: McpServer | ProtocolServer, config: TransportConfig, gate: Gate) -> None:
         self.server = server
         self.config = config
         self.gate = gate
@@ -297,6 +298,7 @@ class SessionEra:
                 session.cancel_all("client")
         finally:
             self._transient.discard(session)
+            await session.close_protocol()
 
     async def _deliver(
         self,
@@ -319,7 +321,10 @@ class SessionEra:
                 request_id = (message.params or {}).get("requestId")
                 if request_id is not None:
                     session.cancel_request(request_id, "client")
-            # notifications/initialized, roots/list_changed and unknown ones: nothing to do.
+            elif message.method is not None:
+                # notifications/initialized, roots/list_changed ...: nothing to do for
+                # our server; a server that speaks the protocol itself takes them.
+                session.notified(message.method, message.params)
         if not requests:
             await response.respond(202, [])
             return

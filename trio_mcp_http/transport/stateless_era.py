@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol, cast, runtime_checkable
 
 import trio
 
@@ -44,6 +45,7 @@ from ..protocol.tasks import EXTENSION as TASKS_EXTENSION
 from ..protocol.tasks import METHODS as TASK_METHODS
 from ..protocol.versions import MODERN_VERSIONS
 from ..server.context import Context, InputRequired
+from ..server.logic import ProtocolServer
 from ..server.mcp_server import McpServer
 from .asgi import JSON_HEADERS, SSE_HEADERS, GuardedResponse, Receive, watch_disconnect
 from .config import TransportConfig
@@ -90,16 +92,27 @@ class _Listener:
 class StatelessEra:
     """Serves 2026-07-28 requests for one :class:`~trio_mcp_http.McpHttpApp`."""
 
-    def __init__(self, server: McpServer, config: TransportConfig, gate: Gate, tasks: TaskRegistry) -> None:
+    def __init__(
+        self, server: McpServer | ProtocolServer, config: TransportConfig, gate: Gate, tasks: TaskRegistry
+    ) -> None:
         self.server = server
         self.config = config
         self.gate = gate
         self.tasks = tasks
         #: The cancel scope of every request in flight (the drain cancels them).
         self._calls: set[trio.CancelScope] = set()
+        #: ``subscriptions/listen`` requests a server that speaks the protocol itself
+        #: is answering: they end when the drain closes the listen streams.
+        self._listen_calls: set[trio.CancelScope] = set()
         self._listeners: set[_Listener] = set()
         self._state = RequestState(config.request_state_key or secrets.token_bytes(32))
-        self._header_cache: dict[str, tuple[dict[str, Any], list[tuple[tuple[str, ...], str]]]] = {}
+        self._header_cache: dict[str, tuple[Mapping[str, Any], list[tuple[tuple[str, ...], str]]]] = {}
+
+    @property
+    def _native(self) -> McpServer:
+        """The server as an ``McpServer``: on the paths a server that speaks the
+        protocol itself never reaches."""
+        return cast("McpServer", self.server)
 
     # -- lifecycle hooks used by the app ----------------------------------------------
 
@@ -110,6 +123,8 @@ class StatelessEra:
     def close_listeners(self) -> None:
         for listener in self._listeners:
             listener.send.close()
+        for scope in self._listen_calls:
+            scope.cancel()
 
     def broadcast(self, method: str, params: dict[str, Any] | None) -> None:
         for listener in list(self._listeners):
@@ -125,7 +140,7 @@ class StatelessEra:
 
     @property
     def listeners(self) -> int:
-        return len(self._listeners)
+        return len(self._listeners) + len(self._listen_calls)
 
     # -- request handling -------------------------------------------------------------
 
@@ -151,19 +166,26 @@ class StatelessEra:
             # Polling, answering and cancelling existing tasks goes on during the drain,
             # like client replies in the session era: it starts no new work.
             self.gate.admit()
-        if message.method == "subscriptions/listen":
+        if message.method == "subscriptions/listen" and isinstance(self.server, McpServer):
             await self._listen(message, receive, response)
         else:
             await self._run(message, meta, headers, receive, response, principal)
 
     def _param_headers(self, name: str) -> list[tuple[tuple[str, ...], str]]:
         """The ``x-mcp-header`` annotations of a tool, read once per definition."""
-        definition = self.server.tool_definition(name)
+        definition: Mapping[str, Any] | None = None
+        if isinstance(self.server, McpServer):
+            definition = self.server.tool_definition(name)
+            schema = None if definition is None else definition.get("inputSchema")
+        elif isinstance(self.server, _DeclaresToolSchemas):
+            # A server that speaks the protocol itself still leaves the HTTP headers to
+            # the transport, as its own HTTP layer would check them.
+            definition = schema = self.server.tool_input_schema(name)
         if definition is None:
             return []
         cached = self._header_cache.get(name)
         if cached is None or cached[0] is not definition:
-            cached = (definition, header_params(definition.get("inputSchema")))
+            cached = (definition, header_params(schema))
             self._header_cache[name] = cached
         return cached[1]
 
@@ -179,6 +201,12 @@ class StatelessEra:
         method = message.method or ""
         request_id = message.request_id
         params = message.params or {}
+        # Only a server that speaks the protocol itself answers listen requests here.
+        listen = method == "subscriptions/listen"
+        if listen and len(self._listen_calls) >= self.config.max_listeners:
+            await response.error(self.gate.refusal("too many subscriptions/listen streams"), request_id)
+            return
+        calls = self._listen_calls if listen else self._calls
         call = trio.CancelScope()
         config = self.config
         outlet = _StatelessOutlet(
@@ -194,17 +222,19 @@ class StatelessEra:
             async with trio.open_nursery() as nursery:
                 outlet.nursery = nursery
                 nursery.start_soon(watch_disconnect, receive, response, call)
-                self._calls.add(call)
-                self.gate.handlers.enter()
+                calls.add(call)
+                if not listen:  # a listen stream is not work the drain waits for
+                    self.gate.handlers.enter()
                 try:
                     with call:
                         answer = await self._answer(method, request_id, params, meta, outlet, principal)
                 finally:
                     # The handler is done; what remains is writing its answer.
-                    self._calls.discard(call)
-                    self.gate.handlers.leave()
+                    calls.discard(call)
+                    if not listen:
+                        self.gate.handlers.leave()
                 if answer is None and not outlet.too_slow:  # cancelled by the drain
-                    answer = cancelled(request_id, "shutdown")
+                    answer = _listen_ended(request_id) if listen else cancelled(request_id, "shutdown")
                 if outlet.streaming:
                     # The answer is the stream's last event; the writer flushes and ends.
                     await outlet.finish(None if answer is None else sse.event(answer.body))
@@ -241,6 +271,9 @@ class StatelessEra:
         principal: Principal | None = None,
     ) -> Answer:
         async def call() -> Any:
+            if isinstance(self.server, ProtocolServer):
+                ctx = self._context(method, request_id, meta, outlet, principal)
+                return await self.server.stateless_request(method, params, ctx)
             if method == "server/discover":
                 return self._decorate(method, self._discover())
             if method in TASK_METHODS:
@@ -248,27 +281,13 @@ class StatelessEra:
             answers = self._answers(method, params) if method in MAY_REQUIRE_INPUT else {}
             outlet.answers = answers
             outlet.capabilities = meta[META_CAPABILITIES]
-            client_info = meta.get(META_CLIENT_INFO)
-            ctx = Context(
-                server=self.server,
-                outlet=outlet,
-                method=method,
-                request_id=request_id,
-                meta=meta,
-                protocol_version=meta[META_VERSION],
-                client_capabilities=meta[META_CAPABILITIES],
-                client_info=client_info if isinstance(client_info, dict) else None,
-                session_id=None,
-                # Log gating: no notifications/message unless the request asked.
-                log_level=meta.get(META_LOG_LEVEL),
-                auth=principal,
-            )
+            ctx = self._context(method, request_id, meta, outlet, principal)
             try:
                 if method == "tools/call":
                     # Directly, or as a task where the tool and the client allow it.
                     result = await self.tasks.call_tool(params, ctx)
                 else:
-                    result = await self.server.dispatch(method, params, ctx)
+                    result = await self._native.dispatch(method, params, ctx)
             except InputRequired as needed:
                 if method not in MAY_REQUIRE_INPUT:
                     raise McpError(
@@ -283,6 +302,30 @@ class StatelessEra:
 
         return await run_handler(request_id, method, call, stateless=True)
 
+    def _context(
+        self,
+        method: str,
+        request_id: int | str,
+        meta: dict[str, Any],
+        outlet: _StatelessOutlet,
+        principal: Principal | None = None,
+    ) -> Context:
+        client_info = meta.get(META_CLIENT_INFO)
+        return Context(
+            server=self.server,
+            outlet=outlet,
+            method=method,
+            request_id=request_id,
+            meta=meta,
+            protocol_version=meta[META_VERSION],
+            client_capabilities=meta[META_CAPABILITIES],
+            client_info=client_info if isinstance(client_info, dict) else None,
+            session_id=None,
+            # Log gating: no notifications/message unless the request asked.
+            log_level=meta.get(META_LOG_LEVEL),
+            auth=principal,
+        )
+
     def _decorate(self, method: str, result: Any) -> Any:
         """``resultType``, server identity and caching hints on every result."""
         if not isinstance(result, dict):
@@ -290,10 +333,10 @@ class StatelessEra:
         result = dict(result)
         result.setdefault("resultType", "complete")
         meta = dict(result.get("_meta") or {})
-        meta[META_SERVER_INFO] = self.server.server_info
+        meta[META_SERVER_INFO] = self._native.server_info
         result["_meta"] = meta
         if method in CACHEABLE and result["resultType"] == "complete":
-            result.setdefault("ttlMs", self.server.list_ttl_ms)
+            result.setdefault("ttlMs", self._native.list_ttl_ms)
             result.setdefault("cacheScope", "private" if method == "resources/read" else "public")
         return result
 
@@ -305,7 +348,7 @@ class StatelessEra:
             refused = ProtocolError(400, INVALID_PARAMS, "Invalid params: notifications must be an object")
             await response.error(refused, listen_id)
             return
-        capabilities = self.server.capabilities()
+        capabilities = self._native.capabilities()
         honoured: dict[str, Any] = {}
         for key, capability in LIST_CHANGED.values():
             if wanted.get(key) is True and capability in capabilities:
@@ -349,15 +392,15 @@ class StatelessEra:
             send.close()
 
     def _discover(self) -> dict[str, Any]:
-        capabilities = self.server.capabilities()
-        if self.server.supports_tasks:
+        capabilities = self._native.capabilities()
+        if self._native.supports_tasks:
             capabilities["extensions"] = {**capabilities.get("extensions", {}), TASKS_EXTENSION: {}}
         result: dict[str, Any] = {
             "supportedVersions": list(MODERN_VERSIONS),
             "capabilities": capabilities,
         }
-        if self.server.instructions is not None:
-            result["instructions"] = self.server.instructions
+        if self._native.instructions is not None:
+            result["instructions"] = self._native.instructions
         return result
 
     def _answers(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -371,6 +414,20 @@ class StatelessEra:
         elif responses is not None:
             raise McpError(INVALID_PARAMS, "inputResponses must be an object")
         return answers
+
+
+@runtime_checkable
+class _DeclaresToolSchemas(Protocol):
+    """A server that speaks the protocol itself and can say a tool's input schema
+    without a request (``server/sdk.py``), so ``Mcp-Param-*`` headers can be checked."""
+
+    def tool_input_schema(self, name: str) -> Mapping[str, Any] | None: ...
+
+
+def _listen_ended(listen_id: int | str) -> Answer:
+    """The result that ends a listen stream the server closed (at shutdown)."""
+    final = {"resultType": "complete", "_meta": {META_SUBSCRIPTION: listen_id}}
+    return Answer(200, jsonrpc.encode_result(listen_id, final))
 
 
 class _StatelessOutlet:
