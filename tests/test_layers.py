@@ -18,15 +18,17 @@ LAYERS = {
     "protocol": set(),
     "server": {"protocol"},
     "auth": {"protocol"},
-    "transport": {"protocol", "server", "auth"},
+    "cluster": {"protocol"},
+    "transport": {"protocol", "server", "auth", "cluster"},
     "client": {"protocol"},
-    "serving": {"protocol", "server", "transport", "client"},
+    "serving": {"protocol", "server", "transport", "client", "cluster"},
 }
 #: What a layer must never import, at any depth of its own modules.
 NEVER = {
     "protocol": ("trio", "hypercorn", "anyio", "h11", "h2"),
     "server": ("hypercorn",),
     "auth": ("hypercorn",),
+    "cluster": ("hypercorn",),
     "transport": ("hypercorn",),
     "client": ("hypercorn",),
 }

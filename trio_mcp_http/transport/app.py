@@ -32,6 +32,7 @@ from ..server.logic import ProtocolServer
 from ..server.mcp_server import McpServer
 from .asgi import ClientGone, GuardedResponse, Message, Receive, Send, discard_body, read_body
 from .config import TransportConfig
+from .fleet import open_fleet
 from .gate import Gate, InFlight
 from .session_era import SessionEra
 from .stateless_era import StatelessEra
@@ -86,6 +87,9 @@ class McpHttpApp:
         )
         self._sessions = SessionEra(served, self.config, self._gate)
         self._stateless = StatelessEra(served, self.config, self._gate, self.tasks)
+        #: Sessions shared with the other workers of a deployment (``redis_url``).
+        self._fleet = open_fleet(self.config, self._gate)
+        self._sessions.fleet = self._fleet
 
     # -- lifetime ---------------------------------------------------------------------
 
@@ -98,6 +102,8 @@ class McpHttpApp:
             async with self._server_lifespan(), trio.open_nursery() as nursery:
                 await nursery.start(self.tasks.run)
                 await nursery.start(self._sessions.run)
+                if self._fleet is not None:
+                    await nursery.start(self._fleet.run, self._sessions, self._stateless)
                 self._gate.admitting = True
                 task_status.started()
                 try:
@@ -151,6 +157,11 @@ class McpHttpApp:
         with trio.move_on_after(self.config.final_send_timeout):
             await handlers.wait_idle()
             await self.tasks.wait_idle()
+        if self._fleet is not None:
+            # Every event logged before the connections end: their clients resume on
+            # other workers of the fleet.
+            with trio.move_on_after(self.config.final_send_timeout):
+                await self._fleet.flush()
         self._sessions.close_connections()
         self._stateless.close_listeners()
         with trio.move_on_after(self.config.final_send_timeout):
@@ -168,6 +179,9 @@ class McpHttpApp:
         }
 
     def _broadcast(self, method: str, params: dict[str, Any] | None) -> None:
+        if self._fleet is not None:
+            self._fleet.notify_all(method, params)  # to every worker's sessions and listeners
+            return
         self._sessions.broadcast(method, params)
         self._stateless.broadcast(method, params)
 

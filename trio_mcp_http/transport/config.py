@@ -149,6 +149,12 @@ class TransportConfig:
         "A TokenVerifier (async verify(token) -> Principal) checking tokens instead of "
         "auth_jwks_url or auth_introspection_url (Python only).",
     )
+    redis_url: str | None = _setting(
+        None,
+        "Share sessions, event logs and notifications with every worker using this Redis "
+        "server (redis://host:port/db, rediss://..., unix:///path): any worker then serves any "
+        "session, with no sticky balancing (docs/scaling.md).  Needs the redis extra.",
+    )
 
     def __post_init__(self) -> None:
         # A wrong setting is an error here, not a server quietly running otherwise.
@@ -189,6 +195,12 @@ class TransportConfig:
         ):
             raise ConfigError("request_state_key must be at least 16 bytes")
         self._check_auth()
+        if self.redis_url is not None and (
+            not isinstance(self.redis_url, str)
+            or not self.redis_url.startswith(("redis://", "rediss://", "unix://"))
+        ):
+            url = self.redis_url
+            raise ConfigError(f"redis_url must be a redis://, rediss:// or unix:// URL, not {url!r}")
 
     def _check_auth(self) -> None:
         names = (
@@ -252,6 +264,7 @@ class TransportSettings(TypedDict, total=False):
     auth_scopes_supported: str | None
     auth_required_scopes: str | None
     auth_verifier: TokenVerifier | None
+    redis_url: str | None
 
 
 def _positive(

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from ..server.logic import ProtocolSession
     from ..server.mcp_server import McpServer
     from .config import TransportConfig
+    from .fleet_hooks import FleetHooks
     from .gate import Gate
 
 __all__ = ["Session"]
@@ -102,6 +103,7 @@ class Session:
         "client_info",
         "config",
         "connections",
+        "fleet",
         "gate",
         "id",
         "log_level",
@@ -161,6 +163,8 @@ class Session:
         self.connections = 0
         #: Requests whose client waits for a JSON answer.
         self._waiting = 0
+        #: The fleet sharing this session with other workers (``redis_url``), if any.
+        self.fleet: FleetHooks | None = None
         #: A server that speaks the protocol itself keeps its session state here.
         self.protocol: ProtocolSession | None = None
         if isinstance(server, ProtocolServer):
@@ -237,6 +241,19 @@ class Session:
         if self._scope is not None:
             self._scope.cancel()
 
+    def join(self, fleet: FleetHooks) -> None:
+        """Share the session with the fleet's other workers: the stream numbers and
+        server-to-client request ids this worker allocates are prefixed with its tag,
+        so none is ever issued twice for one session."""
+        self.fleet = fleet
+        self._next_stream = (fleet.tag << 32) + 1
+        self._next_request_id = fleet.tag << 32
+
+    @property
+    def busy(self) -> bool:
+        """A request in flight or a connection open (what keeps a session alive)."""
+        return self._busy > 0
+
     @property
     def idle(self) -> bool:
         """No request in flight and no open stream: ending it interrupts no exchange."""
@@ -268,6 +285,8 @@ class Session:
         """Restart the idle clock; a session with work or a connection never expires."""
         scope = self._scope
         timeout = self.config.session_idle_timeout
+        if self.fleet is not None:
+            self.fleet.touch(self)
         if scope is None or timeout is None:
             return
         scope.deadline = math.inf if self._busy > 0 else trio.current_time() + timeout
@@ -284,6 +303,8 @@ class Session:
             factory = self.config.event_store_factory
             if factory is not None:
                 self._store = factory()
+                if self.fleet is not None:
+                    self._store = self.fleet.store(self, self._store)
         return self._store
 
     def new_stream(self, outstanding: int) -> SseStream:
@@ -310,8 +331,10 @@ class Session:
                 buffer_size=self.config.stream_buffer_size,
                 standalone=True,
                 on_change=self._connection_change,
-            )
+            ) if self.fleet is None else self.fleet.standalone(self, self._connection_change)
             self._streams[0] = stream
+        if self.fleet is not None:
+            self.fleet.carrying(self, 0)
         return stream
 
     def carry_standalone(self, stream_class: type[SseStream]) -> SseStream:
@@ -361,6 +384,10 @@ class Session:
 
     def send_unrelated(self, message: bytes) -> bool:
         """Publish on the standalone stream; ``False`` if no GET stream ever opened."""
+        if self.fleet is not None and self.id is not None:
+            # Wherever the GET stream is carried, and logged for it in any case.
+            self.fleet.backend.publish(self.id, message)
+            return True
         stream = self._streams.get(0)
         if stream is None:
             return False
@@ -416,6 +443,8 @@ class Session:
         retired (and the session's streams stay bounded) whichever way it was answered."""
         outbox.publish_final(message)
         if isinstance(outbox, SseStream) and outbox.finished:
+            if self.fleet is not None:
+                self.fleet.finished(self, outbox)
             self._retire(outbox)
 
     async def _answer(self, request: Envelope, outbox: Outbox) -> bytes:
@@ -437,6 +466,8 @@ class Session:
                     raise McpError(INVALID_PARAMS, '"level" must be a string')
                 level_rank(level)
                 self.log_level = level
+                if self.fleet is not None:
+                    await self.fleet.save_state(self)
                 return {}
             if method in ("resources/subscribe", "resources/unsubscribe"):
                 return await self._subscribe(params, method == "resources/subscribe")
@@ -476,6 +507,8 @@ class Session:
         elif uri in self.subscriptions:
             self.subscriptions.discard(uri)
             self._subscription_bytes -= len(uri.encode("utf-8", "surrogatepass"))
+        if self.fleet is not None:
+            await self.fleet.save_state(self)
         await server.subscribe(uri, subscribe)
         return {}
 
@@ -484,11 +517,13 @@ class Session:
             return None  # a request the client cancelled gets no response
         return cancelled(request.request_id, running.reason).body
 
-    def cancel_request(self, request_id: Any, reason: str) -> None:
+    def cancel_request(self, request_id: Any, reason: str, *, forward: bool = True) -> None:
         # Ids compare by JSON type: ``true`` is not ``1``, nor ``1.0`` (JSON-RPC 2.0 §4).
         running = self._in_flight.get(request_id) if type(request_id) in (int, str) else None
         if running is not None:
             running.cancel(reason)
+        elif forward and self.fleet is not None and type(request_id) in (int, str):
+            self.fleet.forward_cancel(self, request_id)  # running on another worker
 
     def cancel_answering_on(self, outbox: Outbox, reason: str) -> None:
         """Cancel the requests whose answers are owed on ``outbox``."""
@@ -555,9 +590,12 @@ class Session:
             )
         return pending.result
 
-    def deliver_response(self, response: Envelope) -> None:
+    def deliver_response(self, response: Envelope, *, forward: bool = True) -> None:
         """A POSTed JSON-RPC response to one of our requests (unknown ids are ignored)."""
         pending = self._pending.get(response.id) if type(response.id) is int else None
+        if pending is None and forward and self.fleet is not None and type(response.id) is int:
+            self.fleet.forward_response(self, response)  # asked by another worker
+            return
         if pending is None or pending.done.is_set():
             return
         if response.error is not None:

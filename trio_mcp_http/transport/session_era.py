@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -28,6 +28,9 @@ from .asgi import JSON_HEADERS, SSE_HEADERS, GuardedResponse, Receive, watch_dis
 from .config import TransportConfig
 from .gate import Gate
 from .session import Session
+
+if TYPE_CHECKING:
+    from .fleet_hooks import FleetHooks
 from .streams import Attachment, JsonSlot, drain_nowait, pump
 
 __all__ = ["SessionEra"]
@@ -51,6 +54,8 @@ class SessionEra:
         #: Sessions carried by one WebSocket connection each (transport/websocket.py):
         #: counted, drained and broadcast to like the others, never found by id.
         self._sockets: set[Session] = set()
+        #: Workers sharing the sessions (``redis_url``): set by the app, else ``None``.
+        self.fleet: FleetHooks | None = None
 
     # -- lifetime and what the app asks of it -------------------------------------------
 
@@ -93,6 +98,10 @@ class SessionEra:
         uri = params.get("uri") if params else None
         level = params.get("level") if method == "notifications/message" and params else None
         sessions = [*self._sessions.values(), *self._sockets] if self._sockets else self._sessions.values()
+        if self.fleet is not None:
+            # The fleet's store logs it for every session (transport/fleet.py); what
+            # is left here are the sessions of this worker's WebSocket connections.
+            sessions = list(self._sockets)
         for session in sessions:
             if method == "notifications/resources/updated" and uri not in session.subscriptions:
                 continue
@@ -103,6 +112,17 @@ class SessionEra:
     def _forget(self, session: Session) -> None:
         if session.id is not None and self._sessions.get(session.id) is session:
             del self._sessions[session.id]
+            if self.fleet is not None:
+                self.fleet.forgotten(session)
+
+    async def _shared_session_for(self, headers: RequestHeaders, principal: Principal | None) -> Session:
+        """:meth:`_session_for`, after restoring a session another worker of the fleet
+        created (when there is a fleet and this worker does not hold the session)."""
+        if self.fleet is not None:
+            session_id = decisions.session_id_of(headers)
+            if session_id not in self._sessions:
+                await self.fleet.restore(self, session_id)
+        return self._session_for(headers, principal)
 
     def _session_for(self, headers: RequestHeaders, principal: Principal | None = None) -> Session:
         session_id = decisions.session_id_of(headers)
@@ -204,7 +224,7 @@ class SessionEra:
                 version, {}, None, messages, receive, response, batch, principal=principal
             )
             return
-        session = self._session_for(headers, principal)
+        session = await self._shared_session_for(headers, principal)
         if batch and session.protocol_version != "2025-03-26":
             # Batching exists only in 2025-03-26 (the 2025-06-18 changelog removes it).
             raise ProtocolError(
@@ -255,6 +275,8 @@ class SessionEra:
         session_header = [(b"mcp-session-id", session_id.encode())]
         await self._deliver(session, [request], receive, response, session_header, principal=principal)
 
+        if self.fleet is not None:
+            await self.fleet.created(session)
     async def _deliver_stateless(
         self,
         version: str,
@@ -503,12 +525,15 @@ class SessionEra:
                 headers=[(b"allow", b"POST")],
             )
         decisions.check_stream_accept(headers)
-        session = self._session_for(headers, principal)
+        session = await self._shared_session_for(headers, principal)
         decisions.check_session_version(headers)
         self.gate.admit()
         last_event_id = headers.get("last-event-id")
         if last_event_id is not None:
-            attachment = self._resume(session, last_event_id.strip())
+            if self.fleet is not None:
+                attachment = await self.fleet.resume(session, last_event_id.strip())
+            else:
+                attachment = self._resume(session, last_event_id.strip())
         else:
             # One connection carries a stream at a time, and the newest wins, with or
             # without Last-Event-ID: a client reconnecting after a drop the server has
@@ -550,7 +575,9 @@ class SessionEra:
                 "Method Not Allowed: no sessions in stateless mode",
                 headers=[(b"allow", b"POST")],
             )
-        session = self._session_for(headers, principal)
+        session = await self._shared_session_for(headers, principal)
         decisions.check_session_version(headers)
         session.terminate()
         await response.respond(204, [])
+        if self.fleet is not None:
+            await self.fleet.delete(session)

@@ -1,0 +1,88 @@
+"""A real ``redis-server`` for the tests of sessions shared through Redis.
+
+Loopback only, on a free port, with no persistence (``--save ''``, no append-only
+file).  Started once for the test run; each test gets an empty database.  A test that
+needs to stop and restart Redis gets its own server (:func:`own_redis`).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class RedisServer:
+    """One ``redis-server`` process; :meth:`start` returns once it accepts connections."""
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.process: subprocess.Popen[str] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is not installed (apt-get install redis-server; .ci/run does it)")
+        command = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self.process = subprocess.Popen(
+            [*command, "--loglevel", "notice", "--logfile", ""], stdout=subprocess.PIPE, text=True
+        )
+        assert self.process.stdout is not None
+        # Ready when it says so: no polling, no sleep.
+        for line in self.process.stdout:
+            if "Ready to accept connections" in line:
+                return
+        pytest.fail(f"redis-server did not start (exit code {self.process.wait()})")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            if self.process.stdout is not None:
+                self.process.stdout.close()
+            self.process = None
+
+    def cli(self, *args: str) -> str:
+        """A ``redis-cli`` command against this server, its output."""
+        done = subprocess.run(
+            ["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True, check=True, timeout=10
+        )
+        return done.stdout.strip()
+
+
+@contextmanager
+def own_redis() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def _redis_process() -> Iterator[RedisServer]:
+    with own_redis() as server:
+        yield server
+
+
+@pytest.fixture
+def redis(_redis_process: RedisServer) -> RedisServer:
+    """The shared server, emptied for this test."""
+    _redis_process.cli("FLUSHALL")
+    return _redis_process

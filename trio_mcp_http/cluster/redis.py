@@ -1,0 +1,610 @@
+"""The Redis :class:`~trio_mcp_http.cluster.backend.Backend`, on coredis.
+
+coredis runs on anyio, hence on Trio, with no thread or second event loop, and is
+fully typed.  One client per worker: a connection pool for commands, one connection
+subscribed to the bus.
+
+Keys (``prefix`` first, ``<sid>`` a session id of the shape we issue, checked before
+it is ever used in a name)::
+
+    sessions            sorted set: live session ids, scored by expiry (ms, server clock)
+    s:<sid>             hash: the session's record, its log level rank, one field per
+                        resource subscription, the GET stream's last sequence number
+    e:<sid>:0           stream: events of the session's GET stream (MAXLEN bounded)
+    e:<sid>:<n>         stream: events of POST stream <n> (MAXLEN bounded)
+    l:<sid>             list: the POST streams with events kept (at most
+                        ``replayable_streams``; the oldest is deleted to make room)
+
+    channel c:<sid>     the session's bus
+    channel bcast       server-wide notifications
+
+Every key of a session carries the session's idle timeout as its TTL, refreshed on
+activity, so nothing outlives the session; the sorted set is trimmed of expired ids
+whenever a session is created and holds at most ``max_sessions``.  Each multi-key
+change is one Lua script, so every worker sees one order.  The scripts touch keys
+derived from the session id, which a Redis Cluster cannot route: use one Redis server
+(with a replica for failover).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ..protocol import jsonrpc, sse
+from ..protocol.errors import ConfigError
+from ..protocol.event_store import format_event_id
+from ..protocol.levels import level_rank
+from .backend import BackendUnavailable, Receiver, Replay, SessionRecord, Signal
+
+if TYPE_CHECKING:
+    import coredis
+
+__all__ = ["RedisBackend"]
+
+logger = logging.getLogger("trio_mcp_http")
+
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+# KEYS: sessions, s:<sid>.  ARGV: max_sessions, ttl_ms (0: none), sid, field, value, ...
+_CREATE = (
+    _NOW
+    + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+local ttl = tonumber(ARGV[2])
+local score = '+inf'
+if ttl > 0 then score = now + ttl end
+redis.call('ZADD', KEYS[1], score, ARGV[3])
+redis.call('HSET', KEYS[2], unpack(ARGV, 4))
+if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+return 1
+"""
+)
+
+# KEYS: sessions, s:<sid>, e:<sid>:0, l:<sid>.  ARGV: ttl_ms, sid.
+_TOUCH = (
+    """
+if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+local ttl = tonumber(ARGV[1])
+if ttl > 0 then
+"""
+    + _NOW
+    + """
+  for i = 2, 4 do redis.call('PEXPIRE', KEYS[i], ttl) end
+  redis.call('ZADD', KEYS[1], 'XX', now + ttl, ARGV[2])
+end
+return 1
+"""
+)
+
+# Number, log and announce one event of a session's GET stream.
+_APPEND0 = """
+local function append0(hash, key, message, maxlen, ttl, channel, origin)
+  local seq = redis.call('HINCRBY', hash, 'seq0', 1)
+  redis.call('XADD', key, 'MAXLEN', maxlen, '*', 'q', seq, 'm', message)
+  if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+  redis.call('PUBLISH', channel, 'event 0 ' .. seq .. ' ' .. origin .. '\\n' .. message)
+  return seq
+end
+"""
+
+# KEYS: s:<sid>, e:<sid>:0.  ARGV: message, maxlen, ttl_ms, channel, origin.
+_PUBLISH = (
+    _APPEND0
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+return append0(KEYS[1], KEYS[2], ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5])
+"""
+)
+
+# KEYS: sessions.  ARGV: prefix, message, maxlen, ttl_ms, filter ('all', 'uri',
+# 'rank'), its argument, origin.  Only sessions whose GET stream was ever opened.
+_BROADCAST = (
+    _APPEND0
+    + _NOW
+    + """
+local prefix = ARGV[1]
+local n = 0
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')) do
+  local hash = prefix .. 's:' .. id
+  local ok = redis.call('HEXISTS', hash, 'get') == 1
+  if ok and ARGV[5] == 'uri' then ok = redis.call('HEXISTS', hash, 'sub:' .. ARGV[6]) == 1 end
+  if ok and ARGV[5] == 'rank' then
+    ok = tonumber(redis.call('HGET', hash, 'rank') or '0') <= tonumber(ARGV[6])
+  end
+  if ok then
+    append0(hash, prefix .. 'e:' .. id .. ':0', ARGV[2], ARGV[3], tonumber(ARGV[4]),
+            prefix .. 'c:' .. id, ARGV[7])
+    n = n + 1
+  end
+end
+return n
+"""
+)
+
+# KEYS: s:<sid>, e:<sid>:<n>, l:<sid>.  ARGV: n, seq, frame, fin ('0'/'1'), maxlen,
+# ttl_ms, replayable streams, the prefix of the session's stream keys, channel, payload.
+_APPEND = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local ttl = tonumber(ARGV[6])
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('RPUSH', KEYS[3], ARGV[1])
+  while redis.call('LLEN', KEYS[3]) > tonumber(ARGV[7]) do
+    redis.call('DEL', ARGV[8] .. redis.call('LPOP', KEYS[3]))
+  end
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
+end
+if ARGV[4] == '1' then
+  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[5], '*', 'q', ARGV[2], 'fin', '1')
+else
+  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[5], '*', 'q', ARGV[2], 'f', ARGV[3])
+end
+if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+redis.call('PUBLISH', ARGV[9], ARGV[10])
+return 1
+"""
+
+# KEYS: sessions, s:<sid>, e:<sid>:0, l:<sid>.  ARGV: sid, stream key prefix, channel,
+# payload.
+_DELETE = """
+for _, n in ipairs(redis.call('LRANGE', KEYS[4], 0, -1)) do redis.call('DEL', ARGV[2] .. n) end
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1
+"""
+
+# KEYS: s:<sid>.  ARGV: level, rank, channel, payload, uri, ...
+_SAVE_STATE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.sub(f, 1, 4) == 'sub:' then redis.call('HDEL', KEYS[1], f) end
+end
+redis.call('HSET', KEYS[1], 'level', ARGV[1], 'rank', ARGV[2])
+for i = 5, #ARGV do redis.call('HSET', KEYS[1], 'sub:' .. ARGV[i], '1') end
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1
+"""
+
+# KEYS: s:<sid>.
+_MARK_GET = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'get', '1')
+return 1
+"""
+
+
+def _payload(kind: str, origin: int, stream: int = 0, seq: int = 0, body: bytes = b"") -> bytes:
+    """A bus message: a header line, then the body as is."""
+    return b"%s %d %d %d\n" % (kind.encode(), stream, seq, origin) + body
+
+
+def _parse_payload(data: bytes) -> Signal | None:
+    header, _, body = data.partition(b"\n")
+    parts = header.split(b" ")
+    if len(parts) != 4:
+        return None
+    kind, stream, seq, origin = parts[0].decode(), int(parts[1]), int(parts[2]), int(parts[3])
+    if kind == "event" and stream == 0:
+        # The GET stream's messages are logged unframed (numbered by the store).
+        return Signal(kind, origin, stream, seq, sse.event(body, id=format_event_id(0, seq)))
+    if kind == "event":
+        return Signal(kind, origin, stream, seq, body)
+    return Signal(kind, origin, stream, seq, body=body)
+
+
+WriteOp = Callable[[], Awaitable[Any]]
+
+
+class RedisBackend:
+    """Sessions, event logs and the bus of a fleet of workers in one Redis server.
+
+    ``url``: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://...`` or
+    ``unix:///path/to/socket``.  ``session_ttl`` is the idle timeout of sessions
+    (``None``: never), ``max_events`` the events kept per stream, ``replayable_streams``
+    the POST streams kept per session, ``timeout`` the bound on every Redis call, and
+    ``prefix`` the start of every key and channel name (several deployments can share
+    one Redis server under different prefixes).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        session_ttl: float | None,
+        max_events: int = 256,
+        replayable_streams: int = 32,
+        timeout: float = 2.0,
+        prefix: str = "trio-mcp:",
+        max_queued: int = 10_000,
+    ) -> None:
+        try:
+            import coredis
+        except ImportError as exc:
+            raise ConfigError(
+                f"redis_url needs the redis extra: pip install 'trio-mcp-http[redis]' ({exc})"
+            ) from exc
+        if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(f"redis_url must be a redis://, rediss:// or unix:// URL, not {url!r}")
+        self._url = url
+        self._coredis = coredis
+        self.tag = secrets.randbelow(2**31 - 1) + 1
+        self.timeout = timeout
+        self.prefix = prefix
+        self._ttl_ms = 0 if session_ttl is None else max(1, round(session_ttl * 1000))
+        #: Activity is written at most this often per session.
+        self.touch_interval = 5.0 if session_ttl is None else min(5.0, session_ttl / 4)
+        self.max_events = max_events
+        self.replayable_streams = replayable_streams
+        self._client: coredis.Redis[bytes] | None = None
+        self._scripts: dict[str, Any] = {}
+        self._touched: dict[str, float] = {}
+        self._queue_in, self._queue_out = trio.open_memory_channel[WriteOp](max_queued)
+        self._queued = 0
+        self._drained = trio.Event()
+        self._drained.set()
+        self._bus = False
+        self.dropped_writes = 0
+
+    # -- names --------------------------------------------------------------------------
+
+    def _key(self, kind: str, session_id: str, stream: int | None = None) -> str:
+        base = f"{self.prefix}{kind}:{session_id}"
+        return base if stream is None else f"{base}:{stream}"
+
+    @property
+    def _sessions_key(self) -> str:
+        return f"{self.prefix}sessions"
+
+    def _channel(self, session_id: str) -> str:
+        return f"{self.prefix}c:{session_id}"
+
+    # -- lifetime -----------------------------------------------------------------------
+
+    @property
+    def bus_ready(self) -> bool:
+        return self._bus
+
+    async def run(
+        self, receiver: Receiver, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        client = self._coredis.Redis.from_url(
+            self._url,
+            stream_timeout=self.timeout,
+            connect_timeout=self.timeout,
+            pool_timeout=self.timeout,
+            # Bounded retries: a down server is reported, not waited on.
+            retry_policy=self._coredis.retry.ConstantRetryPolicy(
+                (self._coredis.exceptions.ConnectionError,), retries=1, delay=0.01
+            ),
+        )
+        async with client, trio.open_nursery() as nursery:
+            self._client = client
+            self._scripts = {
+                name: client.register_script(source)
+                for name, source in (
+                    ("create", _CREATE),
+                    ("touch", _TOUCH),
+                    ("publish", _PUBLISH),
+                    ("broadcast", _BROADCAST),
+                    ("append", _APPEND),
+                    ("delete", _DELETE),
+                    ("state", _SAVE_STATE),
+                    ("get", _MARK_GET),
+                )
+            }
+            nursery.start_soon(self._write_loop)
+            nursery.start_soon(self._bus_loop, receiver)
+            nursery.start_soon(self._heartbeat, receiver)
+            task_status.started()
+            try:
+                await trio.sleep_forever()
+            finally:
+                self._client = None
+                self._bus = False
+                nursery.cancel_scope.cancel()
+
+    async def _call(self, what: str, make: Callable[[], Awaitable[Any]]) -> Any:
+        """One bounded Redis call: its answer, or :class:`BackendUnavailable`."""
+        if self._client is None:
+            raise BackendUnavailable("the shared session store is not connected")
+        try:
+            with trio.fail_after(self.timeout):
+                return await make()
+        except (trio.TooSlowError, self._coredis.exceptions.RedisError, OSError, TimeoutError) as exc:
+            raise BackendUnavailable(f"the shared session store did not answer ({what}): {exc!r}") from exc
+
+    def _script(self, name: str, keys: list[str], args: list[Any]) -> Callable[[], Awaitable[Any]]:
+        script = self._scripts[name]
+        return lambda: script(keys=keys, args=args)
+
+    # -- the writer: queued writes, applied in order ------------------------------------
+
+    def _enqueue(self, op: WriteOp) -> None:
+        try:
+            self._queue_in.send_nowait(op)
+        except trio.WouldBlock:
+            # Redis has been unreachable for a while: memory stays bounded, and what is
+            # lost shows as a gap a resume refuses rather than replays.
+            self.dropped_writes += 1
+            return
+        if self._queued == 0:
+            self._drained = trio.Event()
+        self._queued += 1
+
+    async def _write_loop(self) -> None:
+        async for op in self._queue_out:
+            try:
+                await self._call("write", op)
+            except BackendUnavailable as exc:
+                self.dropped_writes += 1
+                logger.warning("%s; a queued write is dropped", exc)
+            finally:
+                self._queued -= 1
+                if self._queued == 0:
+                    self._drained.set()
+
+    async def flush(self) -> None:
+        await self._drained.wait()
+
+    async def _heartbeat(self, receiver: Receiver) -> None:
+        """Sessions busy here (a stream open, a handler running) stay alive fleet-wide
+        even when nothing new happens on them."""
+        while True:
+            await trio.sleep(self.touch_interval)
+            for session_id in list(receiver.busy_sessions()):
+                self.touch(session_id, force=True)
+
+    # -- the bus ------------------------------------------------------------------------
+
+    async def _bus_loop(self, receiver: Receiver) -> None:
+        assert self._client is not None
+        delay = 0.05
+        pattern = f"{self.prefix}c:*"
+        broadcasts = f"{self.prefix}bcast"
+        while True:
+            connected = False
+            try:
+                pubsub = self._client.pubsub(
+                    retry_policy=self._coredis.retry.NoRetryPolicy(),
+                    ignore_subscribe_messages=True,
+                    subscription_timeout=self.timeout,
+                    max_idle_seconds=max(1.0, self.timeout),
+                )
+                async with pubsub:
+                    with trio.fail_after(self.timeout):
+                        await pubsub.psubscribe(pattern)
+                        await pubsub.subscribe(broadcasts)
+                    connected = self._bus = True
+                    delay = 0.05
+                    async for message in pubsub:
+                        self._dispatch(receiver, message, broadcasts)
+            except (trio.TooSlowError, self._coredis.exceptions.RedisError, OSError, TimeoutError) as exc:
+                logger.debug("bus connection failed: %r", exc)
+            except BaseExceptionGroup as group:
+                # coredis runs its reader in a task group of its own, and its clean-up
+                # after a cancellation can fail on the connection the cancellation
+                # closed: when cancelled, the cancellation is what counts.
+                cancelled, failures = group.split(trio.Cancelled)
+                if cancelled is not None:
+                    raise cancelled from None
+                logger.debug("bus connection failed: %r", failures)
+            finally:
+                self._bus = False
+            if connected:
+                logger.warning("lost the shared session store's bus; reconnecting")
+                receiver.bus_lost()
+            await trio.sleep(delay)
+            delay = min(1.0, delay * 2)
+
+    def _dispatch(self, receiver: Receiver, message: Any, broadcasts: str) -> None:
+        if message.get("type") not in ("message", "pmessage"):
+            return
+        channel = message["channel"]
+        channel = channel.decode() if isinstance(channel, bytes) else str(channel)
+        data = message["data"]
+        data = data if isinstance(data, bytes) else str(data).encode()
+        try:
+            if channel == broadcasts:
+                body = json.loads(data)
+                receiver.broadcast(body["method"], body.get("params"))
+                return
+            session_id = channel.removeprefix(f"{self.prefix}c:")
+            signal = _parse_payload(data)
+            if signal is not None:
+                receiver.signal(session_id, signal)
+        except Exception:
+            # One malformed message (another deployment's, under the same prefix) must
+            # not end the bus for every session.
+            logger.exception("ignoring a malformed bus message on %s", channel)
+
+    # -- sessions -----------------------------------------------------------------------
+
+    async def create_session(self, record: SessionRecord, max_sessions: int) -> bool:
+        fields: list[Any] = [
+            "v",
+            record.protocol_version,
+            "caps",
+            json.dumps(record.client_capabilities),
+            "info",
+            json.dumps(record.client_info),
+            "owner",
+            json.dumps(record.owner),
+            "level",
+            record.log_level,
+            "rank",
+            level_rank(record.log_level),
+        ]
+        keys = [self._sessions_key, self._key("s", record.session_id)]
+        args = [max_sessions, self._ttl_ms, record.session_id, *fields]
+        created = await self._call("create", self._script("create", keys, args))
+        if created:
+            self._touched[record.session_id] = trio.current_time()
+        return bool(created)
+
+    async def load_session(self, session_id: str) -> SessionRecord | None:
+        client = self._client
+        if client is None:
+            raise BackendUnavailable("the shared session store is not connected")
+        raw: dict[bytes, bytes] = await self._call("load", lambda: client.hgetall(self._key("s", session_id)))
+        if not raw or b"v" not in raw:
+            return None
+        fields = {k.decode(): v for k, v in raw.items()}
+        owner = json.loads(fields.get("owner", b"null"))
+        return SessionRecord(
+            session_id=session_id,
+            protocol_version=fields["v"].decode(),
+            client_capabilities=json.loads(fields.get("caps", b"{}")),
+            client_info=json.loads(fields.get("info", b"null")),
+            owner=None if owner is None else (owner[0], owner[1]),
+            log_level=fields.get("level", b"debug").decode(),
+            subscriptions={k[4:] for k in fields if k.startswith("sub:")},
+        )
+
+    async def delete_session(self, session_id: str) -> None:
+        keys = [
+            self._sessions_key,
+            self._key("s", session_id),
+            self._key("e", session_id, 0),
+            self._key("l", session_id),
+        ]
+        args = [
+            session_id,
+            self._key("e", session_id) + ":",
+            self._channel(session_id),
+            _payload("end", self.tag),
+        ]
+        await self._call("delete", self._script("delete", keys, args))
+        self._touched.pop(session_id, None)
+
+    async def save_state(self, session_id: str, log_level: str, subscriptions: set[str]) -> None:
+        body = json.dumps({"level": log_level, "subscriptions": sorted(subscriptions)}).encode()
+        args: list[Any] = [
+            log_level,
+            level_rank(log_level),
+            self._channel(session_id),
+            _payload("state", self.tag, body=body),
+            *sorted(subscriptions),
+        ]
+        await self._call("state", self._script("state", [self._key("s", session_id)], args))
+
+    def touch(self, session_id: str, *, force: bool = False) -> None:
+        now = trio.current_time()
+        last = self._touched.get(session_id)
+        if not force and last is not None and now - last < self.touch_interval:
+            return
+        self._touched[session_id] = now
+        keys = [
+            self._sessions_key,
+            self._key("s", session_id),
+            self._key("e", session_id, 0),
+            self._key("l", session_id),
+        ]
+        self._enqueue(self._script("touch", keys, [self._ttl_ms, session_id]))
+
+    def forget(self, session_id: str) -> None:
+        self._touched.pop(session_id, None)
+
+    def mark_get(self, session_id: str) -> None:
+        """The session's GET stream has been opened: broadcasts are logged for it."""
+        self._enqueue(self._script("get", [self._key("s", session_id)], []))
+
+    # -- events -------------------------------------------------------------------------
+
+    def _append(self, session_id: str, stream: int, seq: int, frame: bytes, fin: bool) -> None:
+        keys = [self._key("s", session_id), self._key("e", session_id, stream), self._key("l", session_id)]
+        payload = _payload("finish" if fin else "event", self.tag, stream, seq, frame)
+        args: list[Any] = [
+            stream,
+            seq,
+            frame,
+            "1" if fin else "0",
+            self.max_events,
+            self._ttl_ms,
+            self.replayable_streams,
+            self._key("e", session_id) + ":",
+            self._channel(session_id),
+            payload,
+        ]
+        self._enqueue(self._script("append", keys, args))
+
+    def append(self, session_id: str, stream: int, seq: int, frame: bytes) -> None:
+        self._append(session_id, stream, seq, frame, fin=False)
+
+    def finish(self, session_id: str, stream: int, seq: int) -> None:
+        self._append(session_id, stream, seq, b"", fin=True)
+
+    def publish(self, session_id: str, message: bytes) -> None:
+        keys = [self._key("s", session_id), self._key("e", session_id, 0)]
+        args: list[Any] = [message, self.max_events, self._ttl_ms, self._channel(session_id), self.tag]
+        self._enqueue(self._script("publish", keys, args))
+
+    def send(self, session_id: str, signal: Signal) -> None:
+        client = self._client
+        if client is None:
+            return
+        payload = _payload(signal.kind, self.tag, signal.stream, signal.seq, signal.body)
+        channel = self._channel(session_id)
+        self._enqueue(lambda: client.publish(channel, payload))
+
+    def broadcast(self, method: str, params: dict[str, Any] | None) -> None:
+        client = self._client
+        if client is None:
+            return
+        message = jsonrpc.encode_notification(method, params)
+        how, argument = "all", ""
+        if method == "notifications/resources/updated":
+            uri = (params or {}).get("uri")
+            how, argument = "uri", uri if isinstance(uri, str) else ""
+        elif method == "notifications/message" and params and isinstance(params.get("level"), str):
+            how, argument = "rank", str(level_rank(params["level"]))
+        args: list[Any] = [self.prefix, message, self.max_events, self._ttl_ms, how, argument, self.tag]
+        self._enqueue(self._script("broadcast", [self._sessions_key], args))
+        body = json.dumps({"method": method, "params": params}).encode()
+        channel = f"{self.prefix}bcast"
+        self._enqueue(lambda: client.publish(channel, body))
+
+    async def replay(self, session_id: str, stream: int, after: int) -> Replay | None:
+        client = self._client
+        if client is None:
+            raise BackendUnavailable("the shared session store is not connected")
+        key = self._key("e", session_id, stream)
+        entries = await self._call("replay", lambda: client.xrange(key))
+        if not entries:
+            return None
+        seqs: list[tuple[int, dict[bytes, bytes]]] = []
+        for entry in entries:
+            fields = dict(entry.field_values) if hasattr(entry, "field_values") else dict(entry[1])
+            seqs.append((int(fields[b"q"]), fields))
+        first = seqs[0][0]
+        if first > after + 1:
+            return None  # events after the resume point were evicted
+        finished = b"fin" in seqs[-1][1]
+        frames: list[tuple[int, bytes]] = []
+        expected = after + 1
+        for seq, fields in seqs:
+            if b"fin" in fields or seq <= after:
+                continue
+            if seq != expected:
+                return None  # a gap (a write lost while the store was unreachable)
+            expected += 1
+            frame = fields.get(b"f")
+            if frame is None:
+                frame = sse.event(fields.get(b"m", b""), id=format_event_id(stream, seq))
+            frames.append((seq, frame))
+        last = seqs[-1][0]
+        if after > last and (finished or stream == 0):
+            return None  # a resume point this stream never issued
+        return Replay(frames, finished)
+
+    def statistics(self) -> dict[str, int]:
+        return {"queued_writes": self._queued, "dropped_writes": self.dropped_writes}

@@ -1,0 +1,52 @@
+"""What a session and the session era ask of a fleet (``transport/fleet.py``), as a
+protocol, so that neither imports the fleet, which builds sessions itself."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from ..cluster.backend import Backend
+    from ..protocol.event_store import EventStore
+    from ..protocol.jsonrpc import Envelope
+    from .streams import Attachment, SseStream
+
+__all__ = ["FleetHooks"]
+
+
+class FleetHooks(Protocol):
+    """The hooks of :class:`~trio_mcp_http.transport.fleet.Fleet`; ``session`` is a
+    :class:`~trio_mcp_http.transport.session.Session`, ``era`` the
+    :class:`~trio_mcp_http.transport.session_era.SessionEra`."""
+
+    backend: Backend
+
+    @property
+    def tag(self) -> int: ...
+
+    async def created(self, session: Any) -> None: ...
+
+    async def restore(self, era: Any, session_id: str) -> None: ...
+
+    async def delete(self, session: Any) -> None: ...
+
+    async def save_state(self, session: Any) -> None: ...
+
+    async def resume(self, session: Any, last_event_id: str) -> Attachment: ...
+
+    def forgotten(self, session: Any) -> None: ...
+
+    def touch(self, session: Any) -> None: ...
+
+    def store(self, session: Any, local: EventStore) -> EventStore: ...
+
+    def standalone(self, session: Any, on_change: Callable[[int], None]) -> SseStream: ...
+
+    def carrying(self, session: Any, number: int) -> None: ...
+
+    def finished(self, session: Any, stream: SseStream) -> None: ...
+
+    def forward_response(self, session: Any, response: Envelope) -> None: ...
+
+    def forward_cancel(self, session: Any, request_id: Any) -> None: ...
