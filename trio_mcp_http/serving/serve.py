@@ -579,6 +579,10 @@ def _hypercorn_config(
     # Log through the standard logging tree (configured by the application), once.
     hc.errorlog = logging.getLogger("hypercorn.error")
     hc.accesslog = None
+    # A WebSocket message is bounded as a POST body is: Hypercorn buffers a message
+    # whole before the app sees it, so its own bound is the one that holds memory down
+    # (a larger message is closed with 1009, RFC 6455 §7.4.1).
+    hc.websocket_max_message_size = config.max_body_size
     for key, value in options.items():
         if key in _OWN_HYPERCORN_SETTINGS:
             raise UsageError(f"hypercorn={{{key!r}: ...}}: serve() sets {key} itself (use host/port/config)")

@@ -204,7 +204,14 @@ class McpHttpApp:
         the connections are."""
         with self._calls:
             await serve_websocket(
-                scope, receive, send, self._sessions, self._host_policy, running=self.running
+                scope,
+                receive,
+                send,
+                self._sessions,
+                self._host_policy,
+                running=self.running,
+                authenticate=None if self._auth is None else self._auth.authenticate,
+                authorize=self._authorize,
             )
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:

@@ -164,7 +164,11 @@ class SessionEra:
         victim.terminate()  # leaves self._sessions at once (on_end)
 
     async def open_socket_session(
-        self, on_end: Callable[[Session], None], *, protocol_version: str = LATEST_LEGACY_VERSION
+        self,
+        on_end: Callable[[Session], None],
+        *,
+        protocol_version: str = LATEST_LEGACY_VERSION,
+        owner: tuple[str | None, str] | None = None,
     ) -> Session:
         """A session for one WebSocket connection (transport/websocket.py), running in
         this era's nursery: counted against ``max_sessions`` (making room as
@@ -188,6 +192,7 @@ class SessionEra:
             protocol_version=protocol_version,
             client_capabilities={},
             client_info=None,
+            owner=owner,
         )
         self._sockets.add(session)
         await self._nursery.start(session.run)

@@ -53,8 +53,9 @@ from .asgi import JSON_HEADERS
 from .streams import Attachment, SseStream
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
+    from ..protocol.auth import Principal
     from ..protocol.http import HostPolicy
     from .asgi import Message, Receive, Send
     from .session import Session
@@ -141,7 +142,15 @@ class _SocketOutbox(SseStream):
 
 
 async def serve_websocket(
-    scope: Message, receive: Receive, send: Send, era: SessionEra, host_policy: HostPolicy, *, running: bool
+    scope: Message,
+    receive: Receive,
+    send: Send,
+    era: SessionEra,
+    host_policy: HostPolicy,
+    *,
+    running: bool,
+    authenticate: Callable[[str | None], Awaitable[Principal]] | None = None,
+    authorize: Callable[[Envelope, Principal], None] | None = None,
 ) -> None:
     """Serve one ASGI ``websocket`` call on the session era ``era``.
 
@@ -150,13 +159,23 @@ async def serve_websocket(
     (Hypercorn does), else with a close before accepting (the server answers 403):
     404 on another path, 421/403 from the Host/Origin policy, 400 without the ``mcp``
     subprotocol, 503 (with ``Retry-After``) when not running, draining or full.
+
+    ``authenticate``: when the server requires authorization, the handshake's
+    ``Authorization`` header is checked as a POST's is (401/403/503 before accepting);
+    the session is bound to the principal, which every request of the connection acts
+    for (``ctx.auth``), and ``authorize`` refuses each request that needs scopes the
+    principal lacks (a JSON-RPC error: the socket has no per-message status).
     """
     if (await receive())["type"] != "websocket.connect":
         return
     config = era.config
     connection = _Connection(era, send)
+    connection.authorize = authorize
     try:
         _check_handshake(scope, era, host_policy, running=running)
+        if authenticate is not None:
+            authorization = RequestHeaders(scope.get("headers", ())).get("authorization")
+            connection.principal = await authenticate(authorization)
         await connection.open()
     except ProtocolError as refused:
         await _refuse(scope, send, refused, config.final_send_timeout)
@@ -224,12 +243,16 @@ class _Connection:
         self._reading = trio.CancelScope()
         #: The writer has ended (the outbox let go of the connection).
         self._written = False
+        #: Who the connection acts for, when the server requires authorization.
+        self.principal: Principal | None = None
+        self.authorize: Callable[[Envelope, Principal], None] | None = None
 
     # -- lifetime ---------------------------------------------------------------------
 
     async def open(self) -> None:
         """Make the session (the gate's 503 when draining or full) and accept."""
-        self.session = await self.era.open_socket_session(self._session_ended)
+        owner = None if self.principal is None else self.principal.owner
+        self.session = await self.era.open_socket_session(self._session_ended, owner=owner)
         try:
             outbox = self.session.carry_standalone(_SocketOutbox)
             assert isinstance(outbox, _SocketOutbox)
@@ -409,7 +432,10 @@ class _Connection:
                 request_id = (message.params or {}).get("requestId")
                 if request_id is not None:
                     session.cancel_request(request_id, "client")
-            # notifications/initialized, roots/list_changed and unknown ones: nothing to do.
+            elif message.method is not None:
+                # notifications/initialized, roots/list_changed ...: nothing to do for
+                # our server; a server that speaks the protocol itself takes them.
+                session.notified(message.method, message.params)
             return
         meta = (message.params or {}).get("_meta")
         if isinstance(meta, dict) and META_VERSION in meta:
@@ -471,8 +497,14 @@ class _Connection:
 
     def _start(self, request: Envelope) -> None:
         assert self.outbox is not None
+        if self.principal is not None and self.authorize is not None:
+            try:
+                self.authorize(request, self.principal)
+            except ProtocolError as refused:  # 403 insufficient_scope over HTTP
+                self._refuse_request(request, refused)
+                return
         self.outbox.outstanding += 1
-        self.session.start(request, self.outbox)
+        self.session.start(request, self.outbox, self.principal)
 
     def _refuse_request(self, request: Envelope, error: McpError) -> None:
         self._reply(jsonrpc.encode_error(request.request_id, error.code, error.message, error.data))
