@@ -42,7 +42,7 @@ from .handlers import (
 )
 from .schema import header_annotation_problem, schema_errors
 from .session import Era, ProgressCallback, SessionEra, StatelessEra, discover_or_initialize
-from .transport import StreamableHttp
+from .transport import StreamableHttp, Transport
 from .types import (
     CallToolResult,
     Completion,
@@ -534,9 +534,11 @@ async def open_mcp_client(
     """
     if unknown:
         raise UsageError(f"open_mcp_client() got an unknown option {sorted(unknown)[0]!r}")
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        raise ConfigError(f"url must be an http:// or https:// URL, not {url!r}")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://", "ws://", "wss://")):
+        raise ConfigError(f"url must be an http://, https://, ws:// or wss:// URL, not {url!r}")
     chosen_era = _check_era(era, protocol_version)
+    if url.startswith(("ws://", "wss://")):
+        chosen_era = _check_websocket(chosen_era, http2)
     callbacks = {
         "elicitation": elicitation,
         "sampling": sampling,
@@ -554,12 +556,7 @@ async def open_mcp_client(
         raise ConfigError(f"max_message_size must be a positive int, not {max_message_size!r}")
     info = _client_info(client_info)
     handlers = Handlers(**callbacks)  # type: ignore[arg-type]
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=10)
-    timeouts = httpx.Timeout(http_timeout, read=None)
-    async with httpx.AsyncClient(
-        timeout=timeouts, limits=limits, http1=not http2, http2=http2, follow_redirects=False
-    ) as http:
-        transport = StreamableHttp(http, url, headers=headers, max_message_size=max_message_size)
+    async with _open_transport(url, headers, http2, http_timeout, max_message_size) as transport:
         failure: BaseException | None = None
         async with trio.open_nursery() as nursery:
             client: McpClient | None = None
@@ -581,6 +578,40 @@ async def open_mcp_client(
                         await client._close()
         if failure is not None:
             raise failure
+
+
+@asynccontextmanager
+async def _open_transport(
+    url: str, headers: Mapping[str, str] | None, http2: bool, io_timeout: float, max_message_size: int
+) -> AsyncIterator[Transport]:
+    """The wire the URL's scheme names: Streamable HTTP, or a WebSocket
+    (``client/websocket.py``)."""
+    if url.startswith(("ws://", "wss://")):
+        from .websocket import open_websocket
+
+        async with open_websocket(
+            url, headers=headers, max_message_size=max_message_size, io_timeout=io_timeout
+        ) as socket:
+            yield socket
+        return
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=10)
+    timeouts = httpx.Timeout(io_timeout, read=None)
+    async with httpx.AsyncClient(
+        timeout=timeouts, limits=limits, http1=not http2, http2=http2, follow_redirects=False
+    ) as http:
+        yield StreamableHttp(http, url, headers=headers, max_message_size=max_message_size)
+
+
+def _check_websocket(era: str | None, http2: bool) -> str:
+    """A WebSocket connection is one 2025-era session (docs/websocket.md)."""
+    if era == "stateless":
+        raise UsageError(
+            "a ws:// or wss:// URL speaks the session era: a WebSocket connection is one "
+            "session, and 2026-07-28 requests stand alone over HTTP"
+        )
+    if http2:
+        raise UsageError("http2=True applies to http:// URLs, not to a WebSocket")
+    return "session"
 
 
 def _check_era(era: str | None, protocol_version: str | None) -> str | None:
