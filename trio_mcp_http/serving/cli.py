@@ -9,12 +9,15 @@ turns off, as in the API; a grace period of ``0`` means "cancel at once").
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import importlib
 import inspect
 import logging
 import math
 import os
 import sys
+import threading
 import types
 from collections.abc import Callable
 from dataclasses import MISSING, fields
@@ -269,3 +272,24 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as exc:
         # Cannot listen: the address is taken, unknown or not this machine's.
         parser.error(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
+    if argv is None:
+        _exit_promptly()
+
+
+def _exit_promptly() -> None:
+    """The program has served and drained: end the process now.
+
+    Everything the server owned is closed (its lifespan included).  What is left is the
+    interpreter's teardown of every module and object, which takes a second or more with
+    large dependency trees (an SDK server's), while a supervisor waits for the exit:
+    exit handlers run (``atexit``: logging's flush among them), then the process exits
+    without that teardown.  Not when another non-daemon thread still runs: the
+    interpreter's own exit waits for it, as it should.
+    """
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        return
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(0)

@@ -73,7 +73,7 @@ LINGER_BYTES = 16 * 1024 * 1024
 #: ... for at most this long in all ...
 LINGER_TIME = 5.0
 #: ... and the peer may stay silent this long before we stop waiting for it.
-LINGER_IDLE = 0.5
+LINGER_IDLE = 0.2
 #: At shutdown: how long new handshakes are refused while the ones under way complete.
 HANDSHAKE_SETTLE = 0.25
 _RECV_SIZE = 65536
