@@ -34,6 +34,41 @@ FLOWS: dict[str, str] = {
     "http-standard-headers": "standard_headers",
     "http-custom-headers": "custom_headers",
     "http-invalid-tool-headers": "invalid_tool_headers",
+    # OAuth (MCP Authorization): the authorization code flow, in every variant the
+    # suite's scenario servers take; the scenarios that expect a refusal check that the
+    # flow stopped where it should.
+    **{
+        f"auth/{name}": "oauth"
+        for name in (
+            "metadata-default",
+            "metadata-var1",
+            "metadata-var2",
+            "metadata-var3",
+            "basic-cimd",
+            "scope-from-www-authenticate",
+            "scope-from-scopes-supported",
+            "scope-omitted-when-undefined",
+            "scope-step-up",
+            "scope-retry-limit",
+            "token-endpoint-auth-basic",
+            "token-endpoint-auth-post",
+            "token-endpoint-auth-none",
+            "pre-registration",
+            "resource-mismatch",
+            "offline-access-scope",
+            "offline-access-not-supported",
+            "authorization-server-migration",
+            "iss-supported",
+            "iss-not-advertised",
+            "iss-supported-missing",
+            "iss-wrong-issuer",
+            "iss-unexpected",
+            "iss-normalized",
+            "metadata-issuer-mismatch",
+        )
+    },
+    # The client-credentials extension, with a client secret.
+    "auth/client-credentials-basic": "client_credentials",
 }
 #: Every flow is bounded: a scenario that stalls fails here rather than at the suite's timeout.
 FLOW_TIMEOUT = 100.0
@@ -42,10 +77,17 @@ if __name__ == "__main__" and os.environ.get("MCP_CONFORMANCE_SCENARIO") not in 
     print(f"no flow for scenario {os.environ.get('MCP_CONFORMANCE_SCENARIO')!r}", file=sys.stderr)
     sys.exit(2)
 
+import httpx  # noqa: E402
 import trio  # noqa: E402
 
 from trio_mcp_http import McpHttpError, open_mcp_client  # noqa: E402
 from trio_mcp_http.client import ElicitationRequest, McpClient, Tool  # noqa: E402
+from trio_mcp_http.client.auth import AuthorizationError, ClientCredentials, OAuthClient  # noqa: E402
+
+#: The redirect URI registered; nothing listens there: the redirect is read, not followed.
+REDIRECT_URI = "http://localhost:3000/callback"
+#: The Client ID Metadata Document URL the suite's authorization servers expect.
+CLIENT_METADATA_URL = "https://conformance-test.local/client-metadata.json"
 
 
 def sample_arguments(tool: Tool) -> dict[str, Any]:
@@ -167,6 +209,47 @@ async def invalid_tool_headers(url: str, version: str | None) -> None:
     async with open_mcp_client(url, protocol_version=version) as client:
         for tool in await client.list_tools():
             await client.call_tool(tool.name, sample_arguments(tool))
+
+
+async def user_agent(authorization_url: str) -> str:
+    """The user's browser, approving at once: visit the authorization URL and return
+    where the authorization server redirects (the suite's servers redirect at once)."""
+    async with httpx.AsyncClient(follow_redirects=False, timeout=30) as http:
+        response = await http.get(authorization_url)
+    location = response.headers.get("location")
+    if response.status_code not in (301, 302, 303, 307) or not location:
+        status = response.status_code
+        raise AuthorizationError(f"the authorization endpoint answered {status}, not a redirect")
+    return location
+
+
+async def oauth(url: str, version: str | None) -> None:
+    """A client acting for a user: the authorization code flow when the server asks for
+    a token (credentials registered in advance when the scenario gives them), then a
+    tool listed and called (the call may need more scope)."""
+    given = context()
+    auth = OAuthClient(
+        redirect_uri=REDIRECT_URI,
+        redirect=user_agent,
+        client_id=given.get("client_id"),
+        client_secret=given.get("client_secret"),
+        client_metadata_url=CLIENT_METADATA_URL,
+        client_name="trio-mcp-http conformance client",
+    )
+    async with open_mcp_client(url, protocol_version=version, auth=auth) as client:
+        tools = await client.list_tools()
+        if tools:
+            await client.call_tool(tools[0].name, sample_arguments(tools[0]))
+
+
+async def client_credentials(url: str, version: str | None) -> None:
+    """A machine client: the client-credentials grant with the scenario's secret."""
+    given = context()
+    auth = ClientCredentials(client_id=given["client_id"], client_secret=given["client_secret"])
+    async with open_mcp_client(url, protocol_version=version, auth=auth) as client:
+        tools = await client.list_tools()
+        if tools:
+            await client.call_tool(tools[0].name, sample_arguments(tools[0]))
 
 
 async def main(url: str) -> int:

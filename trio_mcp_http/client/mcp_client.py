@@ -42,7 +42,7 @@ from .handlers import (
 )
 from .schema import header_annotation_problem, schema_errors
 from .session import Era, ProgressCallback, SessionEra, StatelessEra, discover_or_initialize
-from .transport import StreamableHttp, Transport
+from .transport import ClientAuth, StreamableHttp, Transport
 from .types import (
     CallToolResult,
     Completion,
@@ -520,6 +520,7 @@ async def open_mcp_client(
     http2: bool = False,
     http_timeout: float = 30.0,
     max_message_size: int = 16 * 1024 * 1024,
+    auth: ClientAuth | None = None,
     **unknown: Any,
 ) -> AsyncIterator[McpClient]:
     """Connect to the MCP server at ``url``; the client lives for the block.
@@ -530,13 +531,16 @@ async def open_mcp_client(
     the server's requests (declaring those capabilities), the ``on_*`` ones receive
     notifications.  ``http_timeout`` bounds connecting and sending (seconds; waiting for an
     answer is bounded by the caller, e.g. with ``trio.fail_after``).  ``http2`` speaks
-    HTTP/2 with prior knowledge (h2c) for ``http://`` URLs.
+    HTTP/2 with prior knowledge (h2c) for ``http://`` URLs.  ``auth`` gets access tokens
+    by OAuth when the server asks for one (``OAuthClient``, ``ClientCredentials`` of
+    ``trio_mcp_http.client.auth``; docs/auth.md).
     """
     if unknown:
         raise UsageError(f"open_mcp_client() got an unknown option {sorted(unknown)[0]!r}")
     if not isinstance(url, str) or not url.startswith(("http://", "https://", "ws://", "wss://")):
         raise ConfigError(f"url must be an http://, https://, ws:// or wss:// URL, not {url!r}")
     chosen_era = _check_era(era, protocol_version)
+    _check_auth(auth, headers, url)
     if url.startswith(("ws://", "wss://")):
         chosen_era = _check_websocket(chosen_era, http2)
     callbacks = {
@@ -556,7 +560,7 @@ async def open_mcp_client(
         raise ConfigError(f"max_message_size must be a positive int, not {max_message_size!r}")
     info = _client_info(client_info)
     handlers = Handlers(**callbacks)  # type: ignore[arg-type]
-    async with _open_transport(url, headers, http2, http_timeout, max_message_size) as transport:
+    async with _open_transport(url, headers, http2, http_timeout, max_message_size, auth) as transport:
         failure: BaseException | None = None
         async with trio.open_nursery() as nursery:
             client: McpClient | None = None
@@ -582,7 +586,12 @@ async def open_mcp_client(
 
 @asynccontextmanager
 async def _open_transport(
-    url: str, headers: Mapping[str, str] | None, http2: bool, io_timeout: float, max_message_size: int
+    url: str,
+    headers: Mapping[str, str] | None,
+    http2: bool,
+    io_timeout: float,
+    max_message_size: int,
+    auth: ClientAuth | None = None,
 ) -> AsyncIterator[Transport]:
     """The wire the URL's scheme names: Streamable HTTP, or a WebSocket
     (``client/websocket.py``)."""
@@ -599,7 +608,22 @@ async def _open_transport(
     async with httpx.AsyncClient(
         timeout=timeouts, limits=limits, http1=not http2, http2=http2, follow_redirects=False
     ) as http:
-        yield StreamableHttp(http, url, headers=headers, max_message_size=max_message_size)
+        yield StreamableHttp(http, url, headers=headers, max_message_size=max_message_size, auth=auth)
+
+
+def _check_auth(auth: object, headers: Mapping[str, str] | None, url: str) -> None:
+    """``auth=`` is an OAuth flow over HTTP, and the one source of the Authorization header."""
+    if auth is None:
+        return
+    if not (callable(getattr(auth, "authorization", None)) and callable(getattr(auth, "refused", None))):
+        raise UsageError(
+            "auth must be an OAuthClient or ClientCredentials (trio_mcp_http.client.auth), "
+            f"not {type(auth).__name__}"
+        )
+    if headers is not None and any(name.lower() == "authorization" for name in headers):
+        raise ConfigError("give either auth= or an Authorization header in headers=, not both")
+    if not url.startswith(("http://", "https://")):
+        raise UsageError("auth= applies to http:// and https:// URLs; give a WebSocket's token in headers=")
 
 
 def _check_websocket(era: str | None, http2: bool) -> str:

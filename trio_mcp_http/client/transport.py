@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Literal, Protocol
+from typing import Literal, NoReturn, Protocol
 
 import httpx
 import trio
@@ -32,7 +32,7 @@ from ..protocol.jsonrpc import Envelope, Kind
 from ..protocol.sse import SseParser, SseTooLarge
 from .errors import HttpStatusError, TransportError
 
-__all__ = ["Incoming", "StreamableHttp", "Transport"]
+__all__ = ["ClientAuth", "Incoming", "StreamableHttp", "Transport"]
 
 #: The reconnection delay when the server named none (WHATWG HTML §9.2.2 leaves it to
 #: the user agent; a few seconds is customary).
@@ -71,6 +71,26 @@ class Transport(Protocol):
 
     async def end_session(self, headers: Mapping[str, str]) -> None:
         """Tell the server a session is over (HTTP DELETE)."""
+
+
+class ClientAuth(Protocol):
+    """What gets :class:`StreamableHttp` its access tokens (``client/auth.py``:
+    ``OAuthClient``, ``ClientCredentials``)."""
+
+    async def authorization(self, http: httpx.AsyncClient, server_url: str) -> str | None:
+        """The ``Authorization`` header value for the next request, if any."""
+
+    async def refused(
+        self,
+        http: httpx.AsyncClient,
+        server_url: str,
+        status: int,
+        headers: Mapping[str, str],
+        sent: str | None,
+        attempt: int,
+    ) -> bool:
+        """A 401 or 403 came back for a request sent with ``sent`` (after ``attempt``
+        retries): ``True`` once a token worth retrying with is held."""
 
 
 class _Body:
@@ -135,11 +155,13 @@ class StreamableHttp:
         *,
         headers: Mapping[str, str] | None = None,
         max_message_size: int = 16 * 1024 * 1024,
+        auth: ClientAuth | None = None,
     ) -> None:
         self._http = http
         self.url = url
         self._headers = dict(headers or {})
         self.max_message_size = max_message_size
+        self._auth = auth
 
     # -- the Transport protocol -------------------------------------------------------
 
@@ -188,20 +210,48 @@ class StreamableHttp:
         content: bytes | None = None,
         allow: set[int] | None = None,
     ) -> _Body:
+        attempt = 0
+        while True:
+            sent = None if self._auth is None else await self._auth.authorization(self._http, self.url)
+            sending = headers if sent is None else {**headers, "authorization": sent}
+            body = await self._send(method, sending, content)
+            try:
+                status = body.response.status_code
+                if status in (401, 403) and self._auth is not None:
+                    if await self._reauthorize(body, method, sent, attempt):
+                        attempt += 1
+                        continue
+                elif status >= 400 and status not in (allow or ()):
+                    await self._refuse(body, method)
+            except BaseException:
+                await body.close()
+                raise
+            return body
+
+    async def _send(self, method: str, headers: dict[str, str], content: bytes | None) -> _Body:
         request = self._http.build_request(method, self.url, headers=headers, content=content)
         try:
             response = await self._http.send(request, stream=True)
         except httpx.HTTPError as exc:
             raise TransportError(f"{method} {self.url} failed: {exc or type(exc).__name__}") from exc
-        body = _Body(response)
+        return _Body(response)
+
+    async def _reauthorize(self, body: _Body, method: str, sent: str | None, attempt: int) -> bool:
+        """A 401/403 with ``auth=``: the response is read and closed before the
+        authorization flow (which may wait on a user), then the flow decides whether the
+        request goes again; if not, the answer's error is raised."""
+        assert self._auth is not None
+        response = body.response
         try:
-            status = response.status_code
-            if status >= 400 and status not in (allow or ()):
-                await self._refuse(body, method)
-        except BaseException:
-            await body.close()
-            raise
-        return body
+            content = await body.read_all(64 * 1024)
+        except (httpx.HTTPError, TransportError):
+            content = b""
+        await body.close()
+        if await self._auth.refused(
+            self._http, self.url, response.status_code, response.headers, sent, attempt
+        ):
+            return True
+        self._raise_refusal(response.status_code, response.reason_phrase, content, method)
 
     async def _refuse(self, body: _Body, method: str) -> None:
         status = body.response.status_code
@@ -209,10 +259,14 @@ class StreamableHttp:
             content = await body.read_all(64 * 1024)
         except (httpx.HTTPError, TransportError) as exc:
             raise HttpStatusError(status, f"{method} refused ({body.response.reason_phrase})") from exc
+        self._raise_refusal(status, body.response.reason_phrase, content, method)
+
+    @staticmethod
+    def _raise_refusal(status: int, reason: str, content: bytes, method: str) -> NoReturn:
         error = _json_rpc_error(status, content)
         if error is not None:
             raise error
-        text = content.decode("utf-8", "replace").strip()[:200] or body.response.reason_phrase
+        text = content.decode("utf-8", "replace").strip()[:200] or reason
         raise HttpStatusError(status, f"{method} refused: {text}", content)
 
     async def reconnect(self, headers: Mapping[str, str], last_event_id: str | None) -> _Body:

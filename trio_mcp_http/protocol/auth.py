@@ -15,23 +15,28 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from .errors import INTERNAL_ERROR, INVALID_REQUEST, ConfigError, McpHttpError, ProtocolError
 
 __all__ = [
     "ALLOWED_ALGORITHMS",
+    "AS_METADATA_PREFIX",
     "MAX_TOKEN_LENGTH",
     "METADATA_PREFIX",
+    "OIDC_METADATA_SUFFIX",
     "AuthUnavailable",
     "InvalidToken",
     "Principal",
     "TokenVerifier",
+    "authorization_server_metadata_urls",
+    "bearer_challenge",
     "bearer_token",
     "check_algorithm",
     "check_claims",
@@ -43,7 +48,10 @@ __all__ = [
     "metadata_url",
     "missing_scopes",
     "parse_scopes",
+    "pkce_challenge",
     "protected_resource_metadata",
+    "resource_covers",
+    "resource_metadata_urls",
     "scope_list",
     "unauthorized",
     "unavailable",
@@ -421,3 +429,104 @@ def unavailable(retry_after: int, reason: str = "cannot check the access token n
         f"Service Unavailable: {reason}",
         headers=[(b"retry-after", str(retry_after).encode())],
     )
+
+
+# -- the client side ------------------------------------------------------------------------
+
+#: RFC 8414 §3: the well-known suffix of OAuth authorization server metadata.
+AS_METADATA_PREFIX = "/.well-known/oauth-authorization-server"
+#: OpenID Connect Discovery 1.0 §4: the well-known suffix of an OpenID provider's metadata.
+OIDC_METADATA_SUFFIX = "/.well-known/openid-configuration"
+
+_TOKEN_CHARS = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_AUTH_PARAM = re.compile(rf'\s*({_TOKEN_CHARS})\s*=\s*("(?:[^"\\]|\\.)*"|{_TOKEN_CHARS})\s*(?:,|\Z)')
+_AUTH_SCHEME = re.compile(rf"[\s,]*({_TOKEN_CHARS})(?=\s|,|\Z)")
+_TOKEN68 = re.compile(r"\s*[A-Za-z0-9\-._~+/]+=*\s*(?:,|\Z)")
+
+
+def bearer_challenge(header: str | None) -> dict[str, str] | None:
+    """The parameters of the ``Bearer`` challenge in a ``WWW-Authenticate`` value (RFC
+    9110 §11.6.1; RFC 6750 §3), names lower-cased and quoted strings unquoted; ``None``
+    when the header carries no Bearer challenge.  Other schemes' challenges in the same
+    header are skipped; a malformed tail ends the parse with what was read so far."""
+    if not header:
+        return None
+    found: dict[str, str] | None = None
+    current: dict[str, str] | None = None
+    pos = 0
+    while pos < len(header) and header[pos:].strip(" \t,"):
+        param = _AUTH_PARAM.match(header, pos) if current is not None else None
+        if param is not None and current is not None:
+            value = param.group(2)
+            if value.startswith('"'):
+                value = re.sub(r"\\(.)", r"\1", value[1:-1])
+            current.setdefault(param.group(1).lower(), value)
+            pos = param.end()
+            continue
+        scheme = _AUTH_SCHEME.match(header, pos)
+        if scheme is None:
+            break
+        pos = scheme.end()
+        current = {}
+        if scheme.group(1).lower() == "bearer" and found is None:
+            found = current
+        elif (token68 := _TOKEN68.match(header, pos)) is not None and not _AUTH_PARAM.match(header, pos):
+            pos = token68.end()
+    return found
+
+
+def resource_metadata_urls(server_url: str) -> list[str]:
+    """Where a client looks for the Protected Resource Metadata of ``server_url`` when no
+    challenge names it: the path-suffixed well-known URI first, then the root one (RFC
+    9728 §3.1; MCP 2025-11-25, Authorization, Protected Resource Metadata Discovery)."""
+    parts = urlsplit(server_url)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    path = parts.path.rstrip("/")
+    urls = [f"{origin}{METADATA_PREFIX}{path}"] if path else []
+    urls.append(f"{origin}{METADATA_PREFIX}")
+    return urls
+
+
+def authorization_server_metadata_urls(issuer: str) -> list[str]:
+    """Where the metadata of the authorization server ``issuer`` is looked for, in the
+    order MCP 2025-11-25 (Authorization, Authorization Server Metadata Discovery) gives:
+    RFC 8414 §3.1 (the suffix between host and path), then OpenID Connect Discovery with
+    the suffix inserted the same way, then appended to the path (OpenID Connect
+    Discovery 1.0 §4).  An issuer without a path has the first two only."""
+    parts = urlsplit(issuer)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    path = parts.path.rstrip("/")
+    if not path:
+        return [f"{origin}{AS_METADATA_PREFIX}", f"{origin}{OIDC_METADATA_SUFFIX}"]
+    return [
+        f"{origin}{AS_METADATA_PREFIX}{path}",
+        f"{origin}{OIDC_METADATA_SUFFIX}{path}",
+        f"{origin}{path}{OIDC_METADATA_SUFFIX}",
+    ]
+
+
+def pkce_challenge(verifier: str) -> str:
+    """The ``S256`` code challenge of a PKCE code verifier (RFC 7636 §4.2)."""
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def _origin(parts: SplitResult) -> tuple[str, str, int | None]:
+    default = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    try:
+        port = parts.port or default
+    except ValueError:
+        port = -1
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
+
+
+def resource_covers(resource: str, server_url: str) -> bool:
+    """Whether a Protected Resource Metadata ``resource`` identifies the server at
+    ``server_url`` (RFC 9728 §3.3; MCP 2025-11-25, Authorization, Canonical Server URI):
+    the same origin, and the server's path is the resource's path or lies under it (a
+    resource named by its origin covers every endpoint of that origin)."""
+    res, srv = urlsplit(resource), urlsplit(server_url)
+    if res.fragment or _origin(res) != _origin(srv) or not res.hostname:
+        return False
+    base = res.path.rstrip("/")
+    return not base or srv.path == base or srv.path.startswith(base + "/")
