@@ -9,7 +9,11 @@ project); the HTTP side is a Starlette app under Hypercorn.  It serves:
   HTTP Basic or in the form, with RFC 8707 ``resource`` becoming the token's audience;
   a client registered as ``opaque`` gets an opaque token instead of a JWT;
 * RFC 7662 introspection at ``/introspect`` (for a client registered as a resource
-  server).
+  server);
+* for a client acting for a user (:attr:`TestAuthorizationServer.user`, who approves
+  at once): an authorization endpoint that redirects with a code (OAuth 2.1 §4.1, PKCE
+  ``S256`` required, RFC 9207 ``iss`` in the redirect), the authorization code and
+  refresh token grants, and RFC 7591 dynamic client registration at ``/register``.
 
 Tests also mint tokens directly with :meth:`TestAuthorizationServer.mint` (a JWT of
 their choosing, signed with the server's key), and switch the server off
@@ -19,12 +23,14 @@ their choosing, signed with the server's key), and switch the server off
 from __future__ import annotations
 
 import base64
+import hashlib
 import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from helpers import hypercorn_serving
 from joserfc import jwt
@@ -50,6 +56,8 @@ class Registered:
     opaque: bool = False
     #: May call the introspection endpoint (a resource server).
     introspects: bool = False
+    #: Where its authorization responses may be sent (authorization code grant).
+    redirect_uris: tuple[str, ...] = ()
 
 
 class TestAuthorizationServer:
@@ -66,6 +74,15 @@ class TestAuthorizationServer:
         #: When set, every endpoint answers 503 (the server is "down").
         self.down = False
         self.requests: dict[str, int] = {}
+        #: The user who approves every authorization request, and what was asked.
+        self.user = "ada"
+        self.authorizations: list[dict[str, str]] = []
+        #: The grant of each token request answered with a token, in order.
+        self.grants: list[str] = []
+        #: Lifetime (seconds) of the tokens of the user grants.
+        self.token_lifetime = 300
+        self._codes: dict[str, dict[str, str]] = {}
+        self._refresh_tokens: dict[str, dict[str, str]] = {}
         self.app = Starlette(
             routes=[
                 Route("/.well-known/oauth-authorization-server", self._metadata),
@@ -73,6 +90,7 @@ class TestAuthorizationServer:
                 Route("/token", self._token, methods=["POST"]),
                 Route("/introspect", self._introspect, methods=["POST"]),
                 Route("/authorize", self._authorize),
+                Route("/register", self._register, methods=["POST"]),
             ]
         )
 
@@ -132,7 +150,9 @@ class TestAuthorizationServer:
                 "token_endpoint": f"{self.issuer}/token",
                 "jwks_uri": f"{self.issuer}/jwks",
                 "introspection_endpoint": f"{self.issuer}/introspect",
-                "grant_types_supported": ["client_credentials"],
+                "registration_endpoint": f"{self.issuer}/register",
+                "authorization_response_iss_parameter_supported": True,
+                "grant_types_supported": ["client_credentials", "authorization_code", "refresh_token"],
                 "response_types_supported": ["code"],
                 "code_challenge_methods_supported": ["S256"],
                 "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
@@ -143,7 +163,84 @@ class TestAuthorizationServer:
         return self._count("jwks") or JSONResponse(KeySet([self.key]).as_dict(private=False))
 
     async def _authorize(self, request: Request) -> Response:
-        return JSONResponse({"error": "unsupported_response_type"}, status_code=400)
+        """The user approves at once: a redirect with a code (OAuth 2.1 §4.1.2), for a
+        registered client, a registered redirect URI and an S256 challenge only."""
+        query = dict(request.query_params)
+        client = self.clients.get(query.get("client_id", ""))
+        redirect_uri = query.get("redirect_uri", "")
+        if query.get("response_type") != "code" or client is None or redirect_uri not in client.redirect_uris:
+            return JSONResponse({"error": "unsupported_response_type"}, status_code=400)
+        self._count("authorize")
+        self.authorizations.append(query)
+        if query.get("code_challenge_method") != "S256" or not query.get("code_challenge"):
+            return self._redirect(redirect_uri, error="invalid_request", state=query.get("state"))
+        code = secrets.token_urlsafe(16)
+        self._codes[code] = query
+        return self._redirect(redirect_uri, code=code, state=query.get("state"))
+
+    def _redirect(self, redirect_uri: str, **params: str | None) -> Response:
+        values = {k: v for k, v in params.items() if v is not None}
+        values["iss"] = self.issuer
+        return Response(status_code=302, headers={"location": f"{redirect_uri}?{urlencode(values)}"})
+
+    async def _register(self, request: Request) -> Response:
+        """RFC 7591 §3: any client may register; a public one (``none``) gets no secret."""
+        self._count("register")
+        metadata = await request.json()
+        method = metadata.get("token_endpoint_auth_method", "client_secret_basic")
+        client_id = f"client-{len(self.clients) + 1}"
+        secret = "" if method == "none" else secrets.token_urlsafe(16)
+        self.clients[client_id] = Registered(
+            secret, client_id, redirect_uris=tuple(metadata.get("redirect_uris") or ())
+        )
+        answer = {**metadata, "client_id": client_id, "token_endpoint_auth_method": method}
+        if secret:
+            answer["client_secret"] = secret
+        return JSONResponse(answer, status_code=201)
+
+    def _user_grant(self, client_id: str, form: dict[str, str]) -> Response:
+        """The authorization code grant (PKCE checked) and the refresh token grant: a
+        token for :attr:`user` with the scopes approved, and a refresh token."""
+        if form["grant_type"] == "authorization_code":
+            asked = self._codes.pop(form.get("code", ""), None)
+            verifier = form.get("code_verifier", "")
+            digest = hashlib.sha256(verifier.encode()).digest()
+            challenge = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+            if (
+                asked is None
+                or asked["client_id"] != client_id
+                or asked["redirect_uri"] != form.get("redirect_uri")
+                or asked["code_challenge"] != challenge
+            ):
+                return JSONResponse({"error": "invalid_grant"}, status_code=400)
+            grant = {"scope": asked.get("scope", ""), "resource": asked.get("resource", "")}
+        else:
+            grant_or_none = self._refresh_tokens.pop(form.get("refresh_token", ""), None)
+            if grant_or_none is None or grant_or_none["client_id"] != client_id:
+                return JSONResponse({"error": "invalid_grant"}, status_code=400)
+            grant = grant_or_none
+        if form.get("resource", grant["resource"]) != grant["resource"]:
+            return JSONResponse({"error": "invalid_target"}, status_code=400)
+        refresh = secrets.token_urlsafe(24)
+        self._refresh_tokens[refresh] = {**grant, "client_id": client_id}
+        self.grants.append(form["grant_type"])
+        token = self.mint(
+            self.user,
+            grant["scope"],
+            audience=grant["resource"],
+            lifetime=self.token_lifetime,
+            client_id=client_id,
+        )
+        return JSONResponse(
+            {
+                "access_token": token,
+                "token_type": "Bearer",
+                "expires_in": self.token_lifetime,
+                "refresh_token": refresh,
+                "scope": grant["scope"],
+            },
+            headers={"cache-control": "no-store"},
+        )
 
     def _client(self, request: Request, form: dict[str, str]) -> tuple[str, Registered] | None:
         client_id, secret = form.get("client_id"), form.get("client_secret")
@@ -165,6 +262,8 @@ class TestAuthorizationServer:
         if found is None:
             return JSONResponse({"error": "invalid_client"}, status_code=401)
         client_id, client = found
+        if form.get("grant_type") in ("authorization_code", "refresh_token"):
+            return self._user_grant(client_id, form)
         if form.get("grant_type") != "client_credentials":
             return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
         asked = form.get("scope", "").split() or list(client.scopes)
@@ -172,6 +271,7 @@ class TestAuthorizationServer:
             return JSONResponse({"error": "invalid_scope"}, status_code=400)
         resource = form.get("resource")
         scope = " ".join(asked)
+        self.grants.append("client_credentials")
         if client.opaque:
             token = secrets.token_urlsafe(32)
             self.opaque_tokens[token] = {
