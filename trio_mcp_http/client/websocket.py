@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import secrets
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
@@ -250,8 +251,9 @@ class WebSocket:
             self.order.stop()
 
     async def end_session(self, headers: Mapping[str, str]) -> None:
-        """The session is the connection: it ends with a close (1000)."""
-        await self.aclose()
+        """The session is the connection: it ends with the close (1000) that leaving
+        :func:`open_websocket` sends, right after this."""
+        await trio.lowlevel.checkpoint()
 
     # -- sending and closing ----------------------------------------------------------
 
@@ -273,10 +275,18 @@ class WebSocket:
         await trio.lowlevel.checkpoint_if_cancelled()
 
     async def aclose(self) -> None:
-        """Close the socket with 1000, once, bounded by the send timeout."""
+        """Close the socket with 1000, once, shielded and bounded by the send timeout.
+
+        Called in a cancelled scope (the block was cancelled from outside), the close
+        frame is sent but its answer not waited for: trio-websocket's reader, which
+        would receive it, has been cancelled with everything else in that scope."""
         if self.close_code is None:
             self._closed_by_us = True
             self._set_closed(NORMAL_CLOSURE, None)
+        if trio.current_effective_deadline() == -math.inf:
+            # trio-websocket 0.12 has no public way to close without waiting for the
+            # peer's close frame: mark the closing handshake done, as its reader would.
+            self._ws._close_handshake.set()
         with trio.CancelScope(shield=True), trio.move_on_after(self.send_timeout):
             await self._ws.aclose(NORMAL_CLOSURE)
         await self._release_stream()
@@ -434,6 +444,9 @@ async def open_websocket(
                         # ExceptionGroup.
                         failure = exc
                     finally:
+                        # Closed while the readers still run, so that the server's
+                        # answer to the close frame is read.
+                        await transport.aclose()
                         nursery.cancel_scope.cancel()
             finally:
                 await transport.aclose()
