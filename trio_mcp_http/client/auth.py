@@ -246,6 +246,14 @@ def _check_options(kind: str, unknown: Mapping[str, Any]) -> None:
         raise UsageError(f"{kind}() got an unknown option {sorted(unknown)[0]!r}")
 
 
+def _own_client() -> httpx.AsyncClient:
+    """The HTTP client of one authorization flow: HTTP/1.1 (the MCP connection's h2c
+    with prior knowledge, if chosen, is for the MCP server only), no redirects followed
+    (RFC 9728 §3.2 and RFC 8414 §3.2 answer 200 or fail), bounded by the flow's own
+    deadlines."""
+    return httpx.AsyncClient(follow_redirects=False, timeout=httpx.Timeout(30.0))
+
+
 class _OAuth:
     """What both grants share: discovery, the token endpoint, and the transport's hooks
     (:class:`~trio_mcp_http.client.transport.ClientAuth`)."""
@@ -273,13 +281,16 @@ class _OAuth:
 
     async def authorization(self, http: httpx.AsyncClient, server_url: str) -> str | None:
         """The ``Authorization`` header for the next request to ``server_url``, if a
-        token is held (refreshed first when it is about to expire)."""
+        token is held (refreshed first when it is about to expire).  The exchanges with
+        metadata, registration and token endpoints use a client of their own, not the
+        MCP connection's ``http``."""
         tokens = await self.storage.get_tokens(server_url)
         if tokens is not None and tokens.expired(time.time()):
             async with self._lock:
                 tokens = await self.storage.get_tokens(server_url)
                 if tokens is not None and tokens.expired(time.time()):
-                    tokens = await self._renew(http, server_url, tokens)
+                    async with _own_client() as own:
+                        tokens = await self._renew(own, server_url, tokens)
         return None if tokens is None else f"Bearer {tokens.access_token}"
 
     async def refused(
@@ -306,10 +317,11 @@ class _OAuth:
                 raise AuthorizationError(
                     f"the server still answers {status} after {attempt} new tokens", status=status
                 )
-            if status == 403:
-                await self._step_up(http, server_url, challenge, current, attempt)
-            else:
-                await self._unauthorized(http, server_url, challenge, current, attempt)
+            async with _own_client() as own:
+                if status == 403:
+                    await self._step_up(own, server_url, challenge, current, attempt)
+                else:
+                    await self._unauthorized(own, server_url, challenge, current, attempt)
             return True
 
     async def _unauthorized(
