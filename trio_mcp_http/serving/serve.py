@@ -48,7 +48,7 @@ import trio
 from h2.connection import ConnectionState
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
-from hypercorn.events import Closed
+from hypercorn.events import Closed, RawData
 from hypercorn.events import Event as HypercornEvent
 from hypercorn.protocol.h2 import H2Protocol
 from hypercorn.trio.statsd import StatsdLogger
@@ -355,7 +355,9 @@ class _H2Protocol(H2Protocol):
 
 
 class _TCPServer(TCPServer):
-    """Hypercorn's per-connection server, with :class:`_H2Protocol` for HTTP/2.
+    """Hypercorn's per-connection server, with :class:`_H2Protocol` for HTTP/2, a
+    keep-alive clock that starts no task per request, and writes held together on
+    request (:class:`_Cork`).
 
     Hypercorn picks the HTTP/2 protocol class itself (ALPN, h2c upgrade or prior
     knowledge); its first act is to send the server preface, through
@@ -363,11 +365,133 @@ class _TCPServer(TCPServer):
     the class is swapped, per connection, leaving Hypercorn itself unchanged.
     """
 
+    def __init__(self, app: AppWrapper, *args: Any) -> None:
+        self.cork = _Cork(self)
+        super().__init__(_Corked(app, self.cork), *args)
+        self.idle_task = _IdleClock(self)  # type: ignore[assignment]
+
     async def protocol_send(self, event: HypercornEvent) -> None:
         protocol = self.protocol.protocol
         if type(protocol) is H2Protocol:
             protocol.__class__ = _H2Protocol
+        held = self.cork.held
+        if held is not None:
+            if isinstance(event, RawData):
+                held.append(event.data)
+                return
+            if isinstance(event, Closed):
+                await self.cork.flush()  # what was held goes out before the FIN
         await super().protocol_send(event)
+
+    async def send_raw(self, data: bytes) -> None:
+        await super().protocol_send(RawData(data))
+
+    async def _read_data(self) -> None:
+        try:
+            await super()._read_data()
+        finally:
+            # The peer's side has ended: the keep-alive clock has nothing left to time.
+            self.idle_task.close()  # type: ignore[attr-defined]
+
+
+class _Cork:
+    """Holds one HTTP/1.1 connection's writes together: a response's head and body go
+    out in one write (one system call, one pass through Hypercorn's send lock) instead
+    of two or three.  The app asks for it, through the ASGI scope's extension
+    ``trio_mcp_http.cork``, around a response it sends whole."""
+
+    __slots__ = ("_server", "held")
+
+    def __init__(self, server: _TCPServer) -> None:
+        self._server = server
+        self.held: list[bytes] | None = None
+
+    def hold(self) -> None:
+        if self.held is None:
+            self.held = []
+
+    async def flush(self) -> None:
+        held, self.held = self.held, None
+        if held:
+            await self._server.send_raw(b"".join(held))
+
+
+class _Corked:
+    """The connection's app: Hypercorn's, with the cork in each HTTP/1.1 scope."""
+
+    __slots__ = ("_app", "_cork")
+
+    def __init__(self, app: AppWrapper, cork: _Cork) -> None:
+        self._app = app
+        self._cork = cork
+
+    async def __call__(self, scope: Any, receive: Any, send: Any, sync_spawn: Any, call_soon: Any) -> None:
+        if scope.get("http_version") == "1.1" and scope["type"] == "http":
+            # HTTP/2 streams share the connection: one stream's held writes would
+            # hold back the others', so only HTTP/1.1 connections cork.
+            scope["extensions"]["trio_mcp_http.cork"] = self._cork
+        await self._app(scope, receive, send, sync_spawn, call_soon)
+
+
+class _IdleClock:
+    """Hypercorn's keep-alive clock, with Hypercorn's rule (an idle connection closes
+    after ``keep_alive_timeout``, or at once when the server terminates; a busy one
+    never does) and one task for the connection's life.  Hypercorn's own starts a task
+    at the end of every request and cancels it at the start of the next: a task spawn,
+    two lock round trips and a cancellation per request."""
+
+    __slots__ = ("_closed", "_deadline", "_idle", "_scope", "_server", "_watching")
+
+    def __init__(self, server: _TCPServer) -> None:
+        self._server = server
+        self._idle = False
+        self._deadline = math.inf
+        self._scope: trio.CancelScope | None = None
+        self._watching = False
+        self._closed = False
+
+    def close(self) -> None:
+        """The connection's reading has ended: stop, without closing anything."""
+        self._closed = True
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def restart(self, task_group: Any, action: Callable[[], Awaitable[None]]) -> None:
+        """The connection is idle (Hypercorn's ``Updated(idle=True)``, and at its start)."""
+        self._idle = True
+        self._deadline = trio.current_time() + self._server.config.keep_alive_timeout
+        if not self._watching:
+            self._watching = True
+            task_group._nursery.start_soon(self._watch)
+        elif self._scope is not None:
+            self._scope.cancel()  # re-evaluate: now idle
+        await trio.lowlevel.checkpoint()
+
+    async def stop(self) -> None:
+        """The connection is busy (a request arrived)."""
+        self._idle = False
+        self._deadline = math.inf
+        if self._scope is not None:
+            self._scope.cancel()  # re-evaluate: now busy
+        await trio.lowlevel.checkpoint()
+
+    async def _watch(self) -> None:
+        terminated = self._server.context.terminated
+        while True:
+            if self._closed:
+                return
+            idle = self._idle
+            with trio.CancelScope(deadline=self._deadline) as scope:
+                self._scope = scope
+                if idle:
+                    await terminated.wait()
+                else:
+                    await trio.sleep_forever()
+            self._scope = None
+            if idle and self._idle and (not scope.cancelled_caught or trio.current_time() >= self._deadline):
+                break  # idle, and the server terminates or the connection timed out
+        with trio.CancelScope(shield=True):
+            await self._server._initiate_server_close()
 
 
 # -- listening sockets ---------------------------------------------------------------
@@ -536,7 +660,7 @@ class _Worker:
                 assert self.ssl_context is not None
                 served = trio.SSLStream(connection, self.ssl_context, server_side=True, https_compatible=True)
             try:
-                await _TCPServer(self.app, self.config, self.context, {}, served)  # type: ignore[arg-type]
+                await _TCPServer(self.app, self.config, self.context, {}, served)
             except* Exception as failure:
                 # One connection's failure (a protocol implementation bug, a peer
                 # driving it into an unexpected state) must not end the server.  The

@@ -234,7 +234,12 @@ class McpHttpApp:
         await send({"type": "lifespan.shutdown.complete"})
 
     async def _http(self, scope: Message, receive: Receive, send: Send) -> None:
-        response = GuardedResponse(send, self.config.final_send_timeout, self.config.send_timeout)
+        response = GuardedResponse(
+            send,
+            self.config.final_send_timeout,
+            self.config.send_timeout,
+            scope["extensions"].get("trio_mcp_http.cork") if "extensions" in scope else None,
+        )
         with self._calls:
             failed = False
             try:

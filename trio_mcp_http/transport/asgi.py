@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -60,10 +60,19 @@ class _State(enum.Enum):
     COMPLETE = 2
 
 
+class Cork(Protocol):
+    """A server's offer to hold a connection's writes and send them as one."""
+
+    def hold(self) -> None: ...
+
+    async def flush(self) -> None: ...
+
+
 class GuardedResponse:
     """Wraps the ASGI ``send`` of one HTTP request; see the module docstring."""
 
     __slots__ = (
+        "_cork",
         "_head_tried",
         "_send",
         "_state",
@@ -75,8 +84,17 @@ class GuardedResponse:
         "send_timeout",
     )
 
-    def __init__(self, send: Send, final_send_timeout: float = 1.0, send_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        send: Send,
+        final_send_timeout: float = 1.0,
+        send_timeout: float = 30.0,
+        cork: Cork | None = None,
+    ) -> None:
         self._send = send
+        #: The server's way to hold a response's writes together, where it has one
+        #: (``serve()``, HTTP/1.1: the scope's ``trio_mcp_http.cork`` extension).
+        self._cork = cork
         #: Bound on the final, shielded send of :meth:`complete`.
         self.final_send_timeout = final_send_timeout
         #: Bound on every other send: TCP keepalives and acknowledgements do not
@@ -197,9 +215,20 @@ class GuardedResponse:
             "status": status,
             "headers": [*headers, (b"content-length", b"%d" % len(body))],
         }
-        with trio.move_on_after(self.send_timeout) as bound:
-            await self._raw(head, bounded=False)
-            await self._raw({"type": "http.response.body", "body": body, "more_body": False}, bounded=False)
+        cork = self._cork
+        if cork is not None:
+            cork.hold()
+        try:
+            with trio.move_on_after(self.send_timeout) as bound:
+                await self._raw(head, bounded=False)
+                last_message = {"type": "http.response.body", "body": body, "more_body": False}
+                await self._raw(last_message, bounded=False)
+        finally:
+            if cork is not None:
+                # Head and body in one write; shielded, as the server's own writes are.
+                with trio.CancelScope(shield=True) as last:
+                    last.deadline = trio.current_time() + self.final_send_timeout
+                    await cork.flush()
         if bound.cancelled_caught:
             logger.debug("a send waited %.1fs for the client to take data: client gone", self.send_timeout)
             self.client_gone = True
