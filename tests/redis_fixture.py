@@ -1,7 +1,7 @@
 """A real ``redis-server`` for the tests of sessions shared through Redis.
 
 Loopback only, on a free port, with no persistence (``--save ''``, no append-only
-file).  Started once for the test run; each test gets an empty database.  A test that
+file).  The tests start one for their module and empty it before each test; a test that
 needs to stop and restart Redis gets its own server (:func:`own_redis`).
 """
 
@@ -38,7 +38,17 @@ class RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.fail("redis-server is not installed (apt-get install redis-server; .ci/run does it)")
-        command = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        command = [
+            binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
         self.process = subprocess.Popen(
             [*command, "--loglevel", "notice", "--logfile", ""], stdout=subprocess.PIPE, text=True
         )
@@ -73,16 +83,3 @@ def own_redis() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture(scope="session")
-def _redis_process() -> Iterator[RedisServer]:
-    with own_redis() as server:
-        yield server
-
-
-@pytest.fixture
-def redis(_redis_process: RedisServer) -> RedisServer:
-    """The shared server, emptied for this test."""
-    _redis_process.cli("FLUSHALL")
-    return _redis_process
