@@ -8,6 +8,7 @@ one to the other as a round-robin balancer would send it.
 from __future__ import annotations
 
 import gc
+import json
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -297,3 +298,24 @@ async def test_redis_down_is_a_503_never_a_hang_and_recovery_is_automatic() -> N
                     await trio.sleep(0.2)
             new_session = fresh.headers["mcp-session-id"]
             assert (await a.client.post(call_tool(3, "echo", text="y"), new_session)).status_code == 200
+
+
+async def test_a_listen_stream_hears_notifications_raised_on_another_worker(redis: RedisServer) -> None:
+    """2026-07-28: ``subscriptions/listen`` on one worker, ``notify_*`` on another."""
+    from helpers import HttpStream
+    from test_modern import modern_headers, modern_request
+
+    async with fleet(redis.url) as (a, b):
+        body = modern_request("L1", "subscriptions/listen", {"notifications": {"toolsListChanged": True}})
+        listen = await HttpStream.open(a.handle.port, "POST", modern_headers(body), json.dumps(body).encode())
+        try:
+            with trio.fail_after(10):
+                _, ack = await listen.next_message()
+                assert ack["method"] == "notifications/subscriptions/acknowledged"
+                b.server.notify_prompts_changed()  # not asked for: must not arrive
+                b.server.notify_tools_changed()
+                _, changed = await listen.next_message()
+            assert changed["method"] == "notifications/tools/list_changed"
+            assert changed["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] == "L1"
+        finally:
+            await listen.aclose()
