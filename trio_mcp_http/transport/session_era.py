@@ -275,13 +275,13 @@ class SessionEra:
             client_info=client,
             owner=None if principal is None else principal.owner,
         )
+        if self.fleet is not None:
+            await self.fleet.created(session)
         self._sessions[session_id] = session
         await self._nursery.start(session.run)
         session_header = [(b"mcp-session-id", session_id.encode())]
         await self._deliver(session, [request], receive, response, session_header, principal=principal)
 
-        if self.fleet is not None:
-            await self.fleet.created(session)
     async def _deliver_stateless(
         self,
         version: str,
@@ -582,7 +582,7 @@ class SessionEra:
             )
         session = await self._shared_session_for(headers, principal)
         decisions.check_session_version(headers)
-        session.terminate()
-        await response.respond(204, [])
         if self.fleet is not None:
             await self.fleet.delete(session)
+        session.terminate()
+        await response.respond(204, [])
