@@ -378,6 +378,9 @@ class _TCPServer(TCPServer):
         if held is not None:
             if isinstance(event, RawData):
                 held.append(event.data)
+                # Still a checkpoint, as a write is: other tasks (the request's handler,
+                # say) run meanwhile, as they would while the write went out.
+                await trio.lowlevel.checkpoint()
                 return
             if isinstance(event, Closed):
                 await self.cork.flush()  # what was held goes out before the FIN

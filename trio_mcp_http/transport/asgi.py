@@ -215,23 +215,32 @@ class GuardedResponse:
             "status": status,
             "headers": [*headers, (b"content-length", b"%d" % len(body))],
         }
-        cork = self._cork
-        if cork is not None:
-            cork.hold()
+        self.hold()
         try:
             with trio.move_on_after(self.send_timeout) as bound:
                 await self._raw(head, bounded=False)
                 last_message = {"type": "http.response.body", "body": body, "more_body": False}
                 await self._raw(last_message, bounded=False)
         finally:
-            if cork is not None:
-                # Head and body in one write; shielded, as the server's own writes are.
-                with trio.CancelScope(shield=True) as last:
-                    last.deadline = trio.current_time() + self.final_send_timeout
-                    await cork.flush()
+            await self.release()  # head and body in one write
         if bound.cancelled_caught:
             logger.debug("a send waited %.1fs for the client to take data: client gone", self.send_timeout)
             self.client_gone = True
+
+    def hold(self) -> None:
+        """Hold what is sent from now on, to go out in one write at :meth:`release`
+        (where the server offers it; else sends go out as they come).  Only around
+        sends that follow one another without waiting on anything else."""
+        if self._cork is not None:
+            self._cork.hold()
+
+    async def release(self) -> None:
+        """Send what :meth:`hold` held: shielded and bounded, as the server's own
+        writes are (a response cut short there would be lost whole)."""
+        if self._cork is not None:
+            with trio.CancelScope(shield=True) as last:
+                last.deadline = trio.current_time() + self.final_send_timeout
+                await self._cork.flush()
 
     async def error(self, exc: ProtocolError, request_id: int | str | None = None) -> None:
         if request_id is None:

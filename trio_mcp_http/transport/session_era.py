@@ -451,18 +451,25 @@ class SessionEra:
         """Carry one stream on this response until its channel closes or the client leaves."""
         stream = attachment.stream
         try:
-            await response.start(200, SSE_HEADERS + (extra_headers or []))
-            if attachment.prelude:
-                await response.chunk(b"".join(attachment.prelude))
-            # Fast path: a quick handler has usually finished while the head was being
-            # sent, leaving the whole stream queued.  Then there is nothing to wait for,
-            # so no disconnect watcher to spawn: write it all and end.
-            queued, ended = drain_nowait(attachment.receive)
+            # What is ready now goes out in one write: the head, the prelude and, for a
+            # quick handler, the whole stream.
+            response.hold()
+            try:
+                await response.start(200, SSE_HEADERS + (extra_headers or []))
+                if attachment.prelude:
+                    await response.chunk(b"".join(attachment.prelude))
+                # Fast path: a quick handler has usually finished while the head was
+                # being sent, leaving the whole stream queued.  Then there is nothing to
+                # wait for, so no disconnect watcher to spawn: write it all and end.
+                queued, ended = drain_nowait(attachment.receive)
+                if ended:
+                    await self._finish_stream(attachment, response, queued)
+                elif queued:
+                    await response.chunk(queued)
+            finally:
+                await response.release()
             if ended:
-                await self._finish_stream(attachment, response, queued)
                 return
-            if queued:
-                await response.chunk(queued)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(watch_disconnect, receive, response, nursery.cancel_scope)
                 interval = self.config.keepalive_interval
