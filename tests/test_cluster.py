@@ -36,7 +36,9 @@ from trio_mcp_http import McpServer
 # them only once connected: a connection abandoned while connecting (Redis down, or a
 # shutdown) warns when collected.  Nothing is left running; the channels hold nothing.
 _CONNECT_NOISE = "ignore:Unclosed <MemoryObject:ResourceWarning"
-pytestmark = pytest.mark.filterwarnings(_CONNECT_NOISE)
+# The same connections' sockets, when collected (seen once on a loaded machine).
+_SOCKET_NOISE = "ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning"
+pytestmark = [pytest.mark.filterwarnings(_CONNECT_NOISE), pytest.mark.filterwarnings(_SOCKET_NOISE)]
 
 
 @pytest.fixture(scope="module")
