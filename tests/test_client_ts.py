@@ -12,12 +12,12 @@ resumed with ``Last-Event-ID``, and a cancelled call seen cancelled by the serve
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
+from helpers import child_server
 from test_typescript_client import NODE_MODULES, node_or_fail
 
 from trio_mcp_http.client import ElicitationRequest, Progress, open_mcp_client
@@ -28,29 +28,9 @@ SERVER_SCRIPT = os.path.join(os.path.dirname(__file__), "js", "ts_server.cjs")
 @asynccontextmanager
 async def ts_server() -> AsyncIterator[str]:
     """The TypeScript SDK server in a subprocess; its URL (the port is printed once it listens)."""
-    process = await trio.lowlevel.open_process(
-        [str(node_or_fail()), SERVER_SCRIPT],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "NODE_PATH": str(NODE_MODULES)},
-    )
-    try:
-        assert process.stdout is not None
-        line = b""
-        with trio.fail_after(20):
-            while not line.endswith(b"\n"):
-                chunk = await process.stdout.receive_some(64)
-                assert chunk, "the TypeScript server exited before it listened"
-                line += chunk
-        yield f"http://127.0.0.1:{int(line)}/mcp"
-    finally:
-        process.terminate()
-        with trio.move_on_after(10):
-            await process.wait()
-        process.kill()
-        await process.wait()
-        if process.stdout is not None:
-            await process.stdout.aclose()
+    argv = [str(node_or_fail()), SERVER_SCRIPT]
+    async with child_server(argv, "TypeScript server", {**os.environ, "NODE_PATH": str(NODE_MODULES)}) as url:
+        yield url
 
 
 async def test_calls_and_elicitation() -> None:

@@ -96,7 +96,6 @@ class SdkServer(ProtocolServer):
         self.name = lowlevel.name
         self._outer_lifespan = outer_lifespan
         self._state: Any = None
-        self._running = False
 
     def __repr__(self) -> str:
         return f"<SdkServer {self.kind} {self.name!r}>"
@@ -115,11 +114,9 @@ class SdkServer(ProtocolServer):
                         f"cannot run on Trio: {exc}"
                     ) from exc
                 raise
-            self._running = True
             try:
                 yield
             finally:
-                self._running = False
                 self._state = None
 
     def open_session(

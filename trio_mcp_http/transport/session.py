@@ -26,6 +26,7 @@ from ..protocol import jsonrpc
 from ..protocol.decisions import MAX_SUBSCRIPTIONS, subscription_size
 from ..protocol.errors import INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, McpError
 from ..protocol.input_requests import InputRequest, answer_is_valid
+from ..protocol.jsonrpc import Kind
 from ..protocol.levels import level_rank
 from ..protocol.versions import at_least
 from ..server.context import Context
@@ -212,10 +213,21 @@ class Session:
                 scope.deadline = trio.current_time() + self.config.final_send_timeout
                 await protocol.aclose()
 
-    def notified(self, method: str, params: dict[str, Any] | None) -> None:
-        """A notification from the client (other than a cancellation)."""
-        if self.protocol is not None and self._nursery is not None and not self.terminated:
-            self._nursery.start_soon(self.protocol.notify, method, params)
+    def take(self, message: Envelope) -> None:
+        """A response or a notification from the client, whichever carried it (a POST,
+        a socket)."""
+        if message.kind is Kind.RESPONSE:
+            self.deliver_response(message)
+        elif message.method == "notifications/cancelled":
+            request_id = (message.params or {}).get("requestId")
+            if request_id is not None:
+                self.cancel_request(request_id, "client")
+        elif message.method is not None and self.protocol is not None and not self.terminated:
+            # notifications/initialized, roots/list_changed ...: nothing to do for our
+            # server; a server that speaks the protocol itself takes them, in the
+            # session's nursery.
+            assert self._nursery is not None
+            self._nursery.start_soon(self.protocol.notify, message.method, message.params)
 
     def attach_nursery(self, nursery: trio.Nursery) -> None:
         """Stateless mode: borrow the HTTP call's nursery for this one-request session."""

@@ -342,16 +342,8 @@ class SessionEra:
         for message in messages:
             if message.kind is Kind.REQUEST:
                 requests.append(message)
-            elif message.kind is Kind.RESPONSE:
-                session.deliver_response(message)
-            elif message.method == "notifications/cancelled":
-                request_id = (message.params or {}).get("requestId")
-                if request_id is not None:
-                    session.cancel_request(request_id, "client")
-            elif message.method is not None:
-                # notifications/initialized, roots/list_changed ...: nothing to do for
-                # our server; a server that speaks the protocol itself takes them.
-                session.notified(message.method, message.params)
+            else:
+                session.take(message)
         if not requests:
             await response.respond(202, [])
             return

@@ -424,18 +424,8 @@ class _Connection:
 
     def _deliver(self, message: Envelope) -> None:
         session = self.session
-        if message.kind is Kind.RESPONSE:
-            session.deliver_response(message)
-            return
-        if message.kind is Kind.NOTIFICATION:
-            if message.method == "notifications/cancelled":
-                request_id = (message.params or {}).get("requestId")
-                if request_id is not None:
-                    session.cancel_request(request_id, "client")
-            elif message.method is not None:
-                # notifications/initialized, roots/list_changed ...: nothing to do for
-                # our server; a server that speaks the protocol itself takes them.
-                session.notified(message.method, message.params)
+        if message.kind is not Kind.REQUEST:
+            session.take(message)
             return
         meta = (message.params or {}).get("_meta")
         if isinstance(meta, dict) and META_VERSION in meta:
