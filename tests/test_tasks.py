@@ -22,6 +22,7 @@ import trio.testing
 from helpers import Controller, InMemoryClient, response_messages, serving
 
 from trio_mcp_http import Context, McpError, McpHttpApp, McpServer, ToolError, TransportConfig
+from trio_mcp_http.auth import Principal
 
 MODERN = "2026-07-28"
 TASKS = "io.modelcontextprotocol/tasks"
@@ -155,18 +156,25 @@ def headers_for(message: dict[str, Any]) -> dict[str, str]:
 
 
 class TasksClient:
-    """A 2026-07-28 client: one POST per request, ``_meta`` and routing headers on each."""
+    """A 2026-07-28 client: one POST per request, ``_meta`` and routing headers on each
+    (and ``token`` as its bearer token, when given)."""
 
-    def __init__(self, client: Any, capabilities: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, client: Any, capabilities: dict[str, Any] | None = None, token: str | None = None
+    ) -> None:
         self.client = client
         self.capabilities = WITH_TASKS if capabilities is None else capabilities
+        self.token = token
         self.next_id = 0
 
     async def send(self, method: str, **params: Any) -> tuple[int, dict[str, Any]]:
         self.next_id += 1
         message = body(self.next_id, method, params, self.capabilities)
+        headers = headers_for(message)
+        if self.token is not None:
+            headers["authorization"] = f"Bearer {self.token}"
         response = await self.client.http.post(
-            self.client.url, content=json.dumps(message).encode(), headers=headers_for(message)
+            self.client.url, content=json.dumps(message).encode(), headers=headers
         )
         (answer,) = [m for m in response_messages(response) if "id" in m]
         return response.status_code, answer
@@ -189,6 +197,29 @@ class TasksClient:
 
     async def get(self, task_id: str) -> dict[str, Any]:
         return await self.result("tasks/get", taskId=task_id)
+
+
+#: The issuer :class:`TokenIsPrincipal` vouches for.
+ISSUER = "http://127.0.0.1:9"
+
+
+class TokenIsPrincipal:
+    """A verifier for tests: the token ``alice`` is the subject ``alice`` of
+    :data:`ISSUER`, ``other.alice`` the subject ``alice`` of another issuer."""
+
+    async def verify(self, token: str) -> Principal:
+        await trio.lowlevel.checkpoint()
+        issuer, _, subject = token.rpartition(".")
+        return Principal(subject=subject, issuer=f"http://{issuer}.example" if issuer else ISSUER)
+
+
+def with_authorization() -> dict[str, Any]:
+    """The settings that switch authorization on, tokens checked by :class:`TokenIsPrincipal`."""
+    return {
+        "auth_issuer": ISSUER,
+        "auth_resource": "http://127.0.0.1/mcp",
+        "auth_verifier": TokenIsPrincipal(),
+    }
 
 
 def assert_create_task_result(result: dict[str, Any]) -> str:
@@ -512,6 +543,38 @@ async def test_drain_cancels_tasks_still_running_after_the_grace_period(
                 failed = await tasks.get(task_id)
                 assert failed["status"] == "failed"
                 assert failed["error"] == {"code": -32603, "message": "Server shutting down: task cancelled"}
+
+
+async def test_a_task_is_unknown_to_every_principal_but_its_creators(
+    tasks_server: McpServer, ctl: Controller
+) -> None:
+    async with serving(tasks_server, **with_authorization()) as (handle, client):
+        with trio.fail_after(10):
+            alice = TasksClient(client, token="alice")
+            task_id = assert_create_task_result(await alice.call("confirm", key="mine"))
+            await ctl.started["mine"].wait()
+            forged = {"action": "accept", "content": {"name": "Mallory"}}
+            # Another subject, and the same subject from another issuer: someone else.
+            for intruder in (TasksClient(client, token="bob"), TasksClient(client, token="other.alice")):
+                for method, params in (
+                    ("tasks/get", {}),
+                    ("tasks/update", {"inputResponses": {"sure": forged}}),
+                    ("tasks/cancel", {}),
+                ):
+                    status, error = await intruder.error(method, taskId=task_id, **params)
+                    assert (status, error["code"]) == (200, -32602), method
+                    assert error["message"] == f"Unknown task: {task_id}"
+            # Nothing the others sent was applied: still waiting, still for its creator.
+            parked = await alice.get(task_id)
+            assert parked["status"] == "input_required"
+            answer = {"action": "accept", "content": {"name": "Ada"}}
+            await alice.result("tasks/update", taskId=task_id, inputResponses={"sure": answer})
+            await handle.app.tasks.wait_idle()
+            done = await alice.get(task_id)
+            assert done["result"]["content"][0]["text"] == "accept Ada"
+            kept = handle.app.tasks.get(task_id)
+            assert kept is not None
+            assert kept.owner == (ISSUER, "alice")
 
 
 # -- in memory, in virtual time ------------------------------------------------------------

@@ -11,7 +11,10 @@ serve *any* session:
   worker (MCP 2025-11-25, Transports, Resumability and Redelivery);
 * a bus carrying what one worker produces for a session another worker holds:
   events of the session's GET stream, answers to server-to-client requests,
-  cancellations, termination, and server-wide notifications.
+  cancellations, termination, and server-wide notifications;
+* task records of the 2026-07-28 tasks extension, written by the worker running the
+  task, so ``tasks/get`` is answered anywhere, and the bus carrying ``tasks/cancel``
+  and ``tasks/update`` to that worker.
 
 Everything here is sans-IO apart from the :class:`Backend` protocol's coroutines:
 the transport's glue (``transport/fleet.py``) implements :class:`Receiver`.
@@ -36,6 +39,7 @@ __all__ = [
     "SessionRecord",
     "Signal",
     "is_shareable_session_id",
+    "is_shareable_task_id",
 ]
 
 #: The session ids this package issues (``secrets.token_urlsafe(24)``): only these
@@ -47,6 +51,12 @@ def is_shareable_session_id(session_id: str) -> bool:
     """Whether ``session_id`` has the shape of an id we issue.  Anything else (client
     data) is unknown without a round trip and never becomes part of a key."""
     return _SESSION_ID.match(session_id) is not None
+
+
+def is_shareable_task_id(task_id: str) -> bool:
+    """Whether ``task_id`` has the shape of a task id we issue (the same 192 random
+    bits as a session id): only those are looked up in the shared store."""
+    return _SESSION_ID.match(task_id) is not None
 
 
 class BackendUnavailable(McpHttpError):
@@ -89,6 +99,10 @@ class Signal:
     ``cancel`` (``body`` is the JSON id of a client request to cancel), ``state``
     (``body`` is the session's new log level and subscriptions, JSON) and ``end`` (the
     session was deleted).
+
+    On the tasks' channel (:meth:`Backend.send_task`), ``kind`` is ``cancel`` or
+    ``update`` and ``body`` the JSON the task's worker applies (see
+    ``transport/tasks.py``).
     """
 
     kind: str
@@ -114,6 +128,10 @@ class Receiver(Protocol):
     def bus_lost(self) -> None:
         """The bus was interrupted: live events may have been missed, so every
         connection fed by it ends with a ``retry:`` hint and resumes from the log."""
+
+    def task_signal(self, task_id: str, signal: Signal) -> None:
+        """A ``tasks/cancel`` or ``tasks/update`` another worker acknowledged, for the
+        task ``task_id`` (ignored if the worker does not run it)."""
 
 
 class Backend(Protocol):
@@ -180,3 +198,19 @@ class Backend(Protocol):
         """A server-wide notification: logged on the GET stream of every session it is
         for (resource subscriptions and log levels apply), and handed to every
         worker's :meth:`Receiver.broadcast`."""
+
+    async def store_task(self, task_id: str, record: bytes, ttl_ms: int) -> None:
+        """Store a new task's record before its id is given out (expiring after
+        ``ttl_ms``); later changes go through :meth:`save_task`, after this one."""
+
+    def save_task(self, task_id: str, record: bytes, ttl_ms: int) -> None:
+        """Replace a task's record (queued, in order), expiring after ``ttl_ms``."""
+
+    def delete_task(self, task_id: str) -> None:
+        """Forget a task's record before it expires (queued)."""
+
+    async def load_task(self, task_id: str) -> bytes | None:
+        """A task's record, or ``None`` (unknown or expired)."""
+
+    def send_task(self, task_id: str, signal: Signal) -> None:
+        """Put a task's ``cancel`` or ``update`` on the bus, for the worker running it."""

@@ -14,16 +14,21 @@ it is ever used in a name)::
     e:<sid>:<n>         stream: events of POST stream <n> (MAXLEN bounded)
     l:<sid>             list: the POST streams with events kept (at most
                         ``replayable_streams``; the oldest is deleted to make room)
+    t:<tid>             string: a task's record (JSON), written by the worker running
+                        the task; ``<tid>`` a task id of the shape we issue
 
     channel c:<sid>     the session's bus
     channel bcast       server-wide notifications
+    channel tasks       ``tasks/cancel`` and ``tasks/update`` for the worker running
+                        the task
 
 Every key of a session carries the session's idle timeout as its TTL, refreshed on
 activity, so nothing outlives the session; the sorted set is trimmed of expired ids
 whenever a session is created and holds at most ``max_sessions``.  Each multi-key
 change is one Lua script, so every worker sees one order.  The scripts touch keys
 derived from the session id, which a Redis Cluster cannot route: use one Redis server
-(with a replica for failover).
+(with a replica for failover).  A task's record carries the task's remaining ttl as
+its TTL, set again with every write: it expires with the task.
 """
 
 from __future__ import annotations
@@ -268,6 +273,10 @@ class RedisBackend:
     def _channel(self, session_id: str) -> str:
         return f"{self.prefix}c:{session_id}"
 
+    @property
+    def _tasks_channel(self) -> str:
+        return f"{self.prefix}tasks"
+
     # -- lifetime -----------------------------------------------------------------------
 
     @property
@@ -347,7 +356,7 @@ class RedisBackend:
                 await self._call("write", op)
             except BackendUnavailable as exc:
                 self.dropped_writes += 1
-                logger.warning("%s; a queued write is dropped", exc)
+                logger.warning("%s; a queued write is dropped", str(exc))
             finally:
                 self._queued -= 1
                 if self._queued == 0:
@@ -371,6 +380,7 @@ class RedisBackend:
         delay = 0.05
         pattern = f"{self.prefix}c:*"
         broadcasts = f"{self.prefix}bcast"
+        tasks = self._tasks_channel
         while True:
             connected = False
             try:
@@ -383,7 +393,7 @@ class RedisBackend:
                 async with pubsub:
                     with trio.fail_after(self.timeout):
                         await pubsub.psubscribe(pattern)
-                        await pubsub.subscribe(broadcasts)
+                        await pubsub.subscribe(broadcasts, tasks)
                     connected = self._bus = True
                     delay = 0.05
                     async for message in pubsub:
@@ -417,6 +427,12 @@ class RedisBackend:
             if channel == broadcasts:
                 body = json.loads(data)
                 receiver.broadcast(body["method"], body.get("params"))
+                return
+            if channel == self._tasks_channel:
+                task_id, _, rest = data.partition(b"\n")
+                signal = _parse_payload(rest)
+                if signal is not None:
+                    receiver.task_signal(task_id.decode(), signal)
                 return
             session_id = channel.removeprefix(f"{self.prefix}c:")
             signal = _parse_payload(data)
@@ -605,6 +621,46 @@ class RedisBackend:
         if after > last and (finished or stream == 0):
             return None  # a resume point this stream never issued
         return Replay(frames, finished)
+
+    # -- tasks --------------------------------------------------------------------------
+
+    async def store_task(self, task_id: str, record: bytes, ttl_ms: int) -> None:
+        client = self._client
+        if client is None:
+            raise BackendUnavailable("the shared session store is not connected")
+        key = self._key("t", task_id)
+        await self._call("task", lambda: client.set(key, record, px=max(1, ttl_ms)))
+
+    def save_task(self, task_id: str, record: bytes, ttl_ms: int) -> None:
+        client = self._client
+        if client is None:
+            return
+        key = self._key("t", task_id)
+        self._enqueue(lambda: client.set(key, record, px=max(1, ttl_ms)))
+
+    def delete_task(self, task_id: str) -> None:
+        client = self._client
+        if client is None:
+            return
+        key = self._key("t", task_id)
+        self._enqueue(lambda: client.delete([key]))
+
+    async def load_task(self, task_id: str) -> bytes | None:
+        client = self._client
+        if client is None:
+            raise BackendUnavailable("the shared session store is not connected")
+        key = self._key("t", task_id)
+        record: bytes | None = await self._call("task", lambda: client.get(key))
+        return record
+
+    def send_task(self, task_id: str, signal: Signal) -> None:
+        client = self._client
+        if client is None:
+            return
+        # The task id first, on a line of its own, then a signal as on a session's bus.
+        payload = task_id.encode() + b"\n" + _payload(signal.kind, self.tag, body=signal.body)
+        channel = self._tasks_channel
+        self._enqueue(lambda: client.publish(channel, payload))
 
     def statistics(self) -> dict[str, int]:
         return {"queued_writes": self._queued, "dropped_writes": self.dropped_writes}

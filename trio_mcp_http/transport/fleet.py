@@ -15,7 +15,10 @@ without it, objects with a nursery in the worker serving them; this module adds:
   each event once;
 * answers to server-to-client requests, cancellations and ``DELETE`` reach the worker
   whose handler they concern; server-wide notifications reach every session and
-  every ``subscriptions/listen`` stream.
+  every ``subscriptions/listen`` stream;
+* the records of the 2026-07-28 tasks this worker runs are kept in the store, so
+  ``tasks/get`` is answered on any worker, and ``tasks/cancel`` and ``tasks/update``
+  received elsewhere reach this one (the rules are in ``transport/tasks.py``).
 
 Without ``redis_url`` none of this is created and the transport's paths are as
 before (each hook is one ``is None`` test).
@@ -206,6 +209,7 @@ class Fleet:
     ) -> None:
         self._era = era
         self._stateless = stateless
+        stateless.tasks.join(self)
         await self.backend.run(self, task_status=task_status)
 
     async def flush(self) -> None:
@@ -214,7 +218,7 @@ class Fleet:
         await self.backend.flush()
 
     def _unavailable(self, exc: BackendUnavailable) -> ProtocolError:
-        logger.warning("%s", exc)
+        logger.warning("%s", str(exc))  # a string: a kept record pins no frames
         return self.gate.refusal("the shared session store is unavailable")
 
     # -- the Receiver: what the bus brings ----------------------------------------------
@@ -263,6 +267,11 @@ class Fleet:
         if era is None:
             return []
         return [sid for sid, session in era._sessions.items() if session.busy]
+
+    def task_signal(self, task_id: str, signal: Signal) -> None:
+        if signal.origin == self.tag or self._stateless is None:
+            return  # sent from here: about a task this worker did not run
+        self._stateless.tasks.signalled(task_id, signal.kind, signal.body)
 
     def bus_lost(self) -> None:
         era = self._era
@@ -346,7 +355,7 @@ class Fleet:
         try:
             await self.backend.save_state(session.id, session.log_level, session.subscriptions)
         except BackendUnavailable as exc:
-            logger.warning("%s", exc)
+            logger.warning("%s", str(exc))
             raise McpError(INTERNAL_ERROR, "The shared session store is unavailable; retry later") from exc
 
     def forgotten(self, session: Session) -> None:
@@ -445,6 +454,30 @@ class Fleet:
     def notify_all(self, method: str, params: dict[str, Any] | None) -> None:
         """A server-wide notification, for every session and listen stream of the fleet."""
         self.backend.broadcast(method, params)
+
+    # -- tasks (TaskHooks) --------------------------------------------------------------
+
+    async def store_task(self, task_id: str, record: bytes, ttl_ms: int) -> None:
+        try:
+            await self.backend.store_task(task_id, record, ttl_ms)
+        except BackendUnavailable as exc:
+            logger.warning("%s", str(exc))
+            raise McpError(INTERNAL_ERROR, "The shared session store is unavailable; retry later") from exc
+
+    def save_task(self, task_id: str, record: bytes, ttl_ms: int) -> None:
+        self.backend.save_task(task_id, record, ttl_ms)
+
+    def delete_task(self, task_id: str) -> None:
+        self.backend.delete_task(task_id)
+
+    async def load_task(self, task_id: str) -> bytes | None:
+        try:
+            return await self.backend.load_task(task_id)
+        except BackendUnavailable as exc:
+            raise self._unavailable(exc) from exc
+
+    def send_task(self, task_id: str, kind: str, body: bytes) -> None:
+        self.backend.send_task(task_id, Signal(kind, self.tag, body=body))
 
 
 def _cannot_resume(last_event_id: str) -> ProtocolError:

@@ -1,5 +1,6 @@
-"""What a session and the session era ask of a fleet (``transport/fleet.py``), as a
-protocol, so that neither imports the fleet, which builds sessions itself."""
+"""What a session, the session era and the tasks registry ask of a fleet
+(``transport/fleet.py``), as protocols, so that none imports the fleet, which builds
+sessions itself."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ if TYPE_CHECKING:
     from ..protocol.jsonrpc import Envelope
     from .streams import Attachment, SseStream
 
-__all__ = ["FleetHooks"]
+__all__ = ["FleetHooks", "TaskHooks"]
 
 
 class FleetHooks(Protocol):
@@ -50,3 +51,25 @@ class FleetHooks(Protocol):
     def forward_response(self, session: Any, response: Envelope) -> None: ...
 
     def forward_cancel(self, session: Any, request_id: Any) -> None: ...
+
+
+class TaskHooks(Protocol):
+    """What :class:`~trio_mcp_http.transport.tasks.TaskRegistry` asks of the fleet: the
+    shared records of the tasks this worker runs, and the bus to the worker running
+    another's."""
+
+    async def store_task(self, task_id: str, record: bytes, ttl_ms: int) -> None:
+        """Store a new task's record (``McpError``, retry later, when the store does not
+        answer)."""
+
+    def save_task(self, task_id: str, record: bytes, ttl_ms: int) -> None:
+        """A task's new state (queued, in order)."""
+
+    def delete_task(self, task_id: str) -> None:
+        """Forget a task's record (queued)."""
+
+    async def load_task(self, task_id: str) -> bytes | None:
+        """A task's record (the 503 refusal when the store does not answer)."""
+
+    def send_task(self, task_id: str, kind: str, body: bytes) -> None:
+        """A ``cancel`` or ``update`` for the worker running the task."""

@@ -168,6 +168,8 @@ class StatelessEra:
             self.gate.admit()
         if message.method == "subscriptions/listen" and isinstance(self.server, McpServer):
             await self._listen(message, receive, response)
+        elif message.method in TASK_METHODS and self.tasks.shared and isinstance(self.server, McpServer):
+            await self._shared_task(message, meta, response, principal)
         else:
             await self._run(message, meta, headers, receive, response, principal)
 
@@ -277,7 +279,8 @@ class StatelessEra:
             if method == "server/discover":
                 return self._decorate(method, self._discover())
             if method in TASK_METHODS:
-                return self._decorate(method, self.tasks.answer(method, params, meta[META_CAPABILITIES]))
+                answered = self.tasks.answer(method, params, meta[META_CAPABILITIES], principal)
+                return self._decorate(method, answered)
             answers = self._answers(method, params) if method in MAY_REQUIRE_INPUT else {}
             outlet.answers = answers
             outlet.capabilities = meta[META_CAPABILITIES]
@@ -301,6 +304,23 @@ class StatelessEra:
             return self._decorate(method, result)
 
         return await run_handler(request_id, method, call, stateless=True)
+
+    async def _shared_task(
+        self, message: Envelope, meta: dict[str, Any], response: GuardedResponse, principal: Principal | None
+    ) -> None:
+        """``tasks/*`` in a fleet: a task another worker runs is answered from its shared
+        record, read first (transport/tasks.py).  A store that does not answer is a 503
+        with ``Retry-After``, raised to the app as the session era's are."""
+        method = message.method or ""
+        params = message.params or {}
+        capabilities = meta[META_CAPABILITIES]
+        shared = await self.tasks.find(params, capabilities)
+
+        async def call() -> Any:
+            return self._decorate(method, self.tasks.answer(method, params, capabilities, principal, shared))
+
+        answer = await run_handler(message.request_id, method, call, stateless=True)
+        await response.respond(answer.status, JSON_HEADERS, answer.body)
 
     def _context(
         self,

@@ -17,10 +17,26 @@ detached.  Each task holds two cancel scopes:
 
 The registry is bounded (``max_tasks`` records, running or finished).  Input a task
 asks for parks it in ``input_required`` until ``tasks/update`` brings every answer.
+
+With authorization on, a task is bound to the principal (issuer, subject) whose
+request created it: to anyone else it is an unknown task, as a session is.
+
+In a fleet (``redis_url``, transport/fleet.py) the worker running a task also keeps
+its record in the shared store: written before the task's id is given out, then
+again, in order, on every change, expiring with the task.  ``tasks/get`` on another
+worker answers from that record.  ``tasks/cancel`` and ``tasks/update`` there are
+checked against the record (unknown or foreign task: unknown, as here; malformed
+``inputResponses``, or an answer that does not fit a request the record shows
+pending: -32602, as here; a task the record shows finished: acknowledged, nothing
+to do, as here) and then put on the bus for the worker running the task, which
+applies them exactly as it would its own requests.  So another worker's
+acknowledgement is given before the change is applied: its effect shows in
+``tasks/get`` once the running worker has applied it (a bus round trip).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import secrets
@@ -29,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ..cluster.backend import is_shareable_task_id
 from ..protocol import jsonrpc
 from ..protocol.errors import INTERNAL_ERROR, INVALID_PARAMS, McpError, StateError
 from ..protocol.input_requests import InputRequest, answer_is_valid, require_capabilities
@@ -38,11 +55,20 @@ from .gate import InFlight
 from .runner import failure
 
 if TYPE_CHECKING:
+    from ..protocol.auth import Principal
     from ..server.mcp_server import McpServer
+    from .fleet_hooks import TaskHooks
 
-__all__ = ["Task", "TaskRegistry"]
+__all__ = ["SharedTask", "Task", "TaskRegistry"]
 
 logger = logging.getLogger("trio_mcp_http")
+
+#: A shared record of a task with no ttl (reachable until its worker shuts down)
+#: expires this long after its last change, so nothing stays in the store for ever.
+UNBOUNDED_RECORD_TTL = 24 * 3600.0
+#: Room for a shared record's fields besides a kept result (which ``max_result_bytes``
+#: bounds); a record larger than both together is not shared as it is.
+RECORD_SLACK_BYTES = 64 * 1024
 
 
 def _now() -> str:
@@ -90,6 +116,9 @@ class Task:
         self.work = trio.CancelScope()
         #: Encoded bytes of the kept result, charged to the registry's budget.
         self.size = 0
+        #: The (issuer, subject) whose request created the task, when authorization is
+        #: on: nobody else can reach it.
+        self.owner: tuple[str | None, str] | None = None
 
     # -- TaskControl ------------------------------------------------------------------
 
@@ -99,6 +128,8 @@ class Task:
 
     async def start_task(self) -> None:
         if not self.born:
+            if self._registry._fleet is not None:
+                await self._registry._store_first(self)
             self._registry._adopt(self)
             self.decided.set()
         await trio.lowlevel.checkpoint()
@@ -137,6 +168,8 @@ class Task:
         self.status = status
         self.status_message = message
         self.updated_at = _now()
+        if self._registry._fleet is not None:
+            self._registry._share(self)
 
     def _refresh(self) -> None:
         if self.status in TERMINAL:
@@ -144,6 +177,8 @@ class Task:
         status = "input_required" if self.pending else "working"
         if status != self.status:
             self._set(status)
+        elif self._registry._fleet is not None:
+            self._registry._share(self)  # the input requests pending may have changed
 
     def settle(self, result: Any) -> None:
         if not self.born:
@@ -216,9 +251,7 @@ class Task:
         for wire, answer in responses.items():
             entry = self.pending.get(wire)
             if entry is not None and not answer_is_valid(entry[0]["method"], answer):
-                raise McpError(
-                    INVALID_PARAMS, f"inputResponses[{wire!r}] is not a valid answer to {entry[0]['method']}"
-                )
+                raise _invalid_answer(wire, entry[0]["method"])
         for wire, answer in responses.items():
             popped = self.pending.pop(wire, None)
             if popped is None:
@@ -229,6 +262,10 @@ class Task:
             if not waiter.open:
                 waiter.done.set()
         self._refresh()
+
+
+def _invalid_answer(wire: str, method: str) -> McpError:
+    return McpError(INVALID_PARAMS, f"inputResponses[{wire!r}] is not a valid answer to {method}")
 
 
 class _TaskOutlet:
@@ -260,6 +297,31 @@ class _TaskOutlet:
             self.request.close_stream(retry_ms)
 
 
+class SharedTask:
+    """The record of a task another worker of the fleet runs, as read from the store."""
+
+    __slots__ = ("body", "owner")
+
+    def __init__(self, owner: tuple[str | None, str] | None, body: dict[str, Any]) -> None:
+        self.owner = owner
+        #: ``DetailedTask``, as the running worker last wrote it.
+        self.body = body
+
+    @classmethod
+    def parse(cls, raw: bytes) -> SharedTask | None:
+        try:
+            record = json.loads(raw)
+            owner = record["owner"]
+            body = record["task"]
+            if not isinstance(body, dict) or not isinstance(body.get("status"), str):
+                raise ValueError("no task in the record")
+            return cls(None if owner is None else (owner[0], owner[1]), body)
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            # Another deployment's key under the same prefix: not a task of ours.
+            logger.warning("ignoring a malformed task record in the shared store: %r", exc)
+            return None
+
+
 class TaskRegistry:
     """Every task of one app: created, looked up, updated, cancelled and expired here."""
 
@@ -287,6 +349,8 @@ class TaskRegistry:
         self._provisional = 0
         #: Tasks whose work is running (finished records are not counted).
         self._running = InFlight()
+        #: The fleet sharing task records with other workers (``redis_url``), if any.
+        self._fleet: TaskHooks | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own every task until cancelled (started by :meth:`McpHttpApp.run`)."""
@@ -314,6 +378,15 @@ class TaskRegistry:
 
     def get(self, task_id: str) -> Task | None:
         return self._tasks.get(task_id)
+
+    def join(self, fleet: TaskHooks) -> None:
+        """Share task records with the fleet's other workers (before any task exists)."""
+        self._fleet = fleet
+
+    @property
+    def shared(self) -> bool:
+        """Whether a task may be held by another worker (``tasks/*``: :meth:`find` first)."""
+        return self._fleet is not None
 
     @property
     def server(self) -> McpServer:
@@ -344,10 +417,18 @@ class TaskRegistry:
                 INTERNAL_ERROR, "Server busy: too many tasks, retry later", {"maxTasks": self.max_tasks}
             )
         task = Task(self)
+        if ctx.auth is not None:
+            task.owner = ctx.auth.owner
         task.outlet = ctx._outlet = _TaskOutlet(task, ctx._outlet, ctx.client_capabilities)
         ctx._task = task
         self._provisional += 1
         if start == "immediate":
+            if self._fleet is not None:
+                try:
+                    await self._store_first(task)
+                except BaseException:
+                    self._provisional -= 1
+                    raise
             # Registered before the answer goes out: a tasks/get right after finds it.
             self._adopt(task)
             await self._nursery.start(self._keep, task, params, ctx)
@@ -374,6 +455,8 @@ class TaskRegistry:
             if task.status in TERMINAL:
                 self._forget(task)
                 task.lifetime.cancel()
+                if self._fleet is not None:
+                    self._fleet.delete_task(task.id)  # forgotten here: everywhere
                 return True
         return False
 
@@ -400,7 +483,8 @@ class TaskRegistry:
         task.born = True
         if task.outlet is not None:
             task.outlet.request = None
-        task.created_at = task.updated_at = _now()
+        if self._fleet is None:  # in a fleet, stamped as the stored record says
+            task.created_at = task.updated_at = _now()
         task.lifetime.deadline = math.inf if self.ttl is None else trio.current_time() + self.ttl
         self._provisional -= 1
         self._tasks[task.id] = task
@@ -440,14 +524,133 @@ class TaskRegistry:
             else:
                 task.settle(value)
 
+    # -- the fleet's copy (only with a fleet) -----------------------------------------
+
+    def _record(self, task: Task) -> bytes:
+        """The shared record of ``task``: what ``tasks/get`` shows, and whose it is."""
+        record: bytes = jsonrpc.to_json({"owner": task.owner, "task": task.detailed()})
+        if len(record) > self.max_result_bytes + RECORD_SLACK_BYTES:
+            # Kept results fit max_result_bytes, so only outsized input requests get
+            # here: the other workers are told it failed and why, not shown half a record.
+            logger.warning("task %s: its record is too large to share (%d bytes)", task.id, len(record))
+            error = {"code": INTERNAL_ERROR, "message": "The task's record is too large to share"}
+            body = {**task.info(), "status": "failed", "error": error}
+            record = jsonrpc.to_json({"owner": task.owner, "task": body})
+        return record
+
+    def _ttl_ms(self, task: Task) -> int:
+        """The shared record's lifetime: what is left of the task's."""
+        deadline = task.lifetime.deadline
+        if not task.born:
+            left = UNBOUNDED_RECORD_TTL if self.ttl is None else self.ttl
+        elif math.isinf(deadline):
+            left = UNBOUNDED_RECORD_TTL
+        else:
+            left = deadline - trio.current_time()
+        return max(1, math.ceil(left * 1000))
+
+    def _share(self, task: Task) -> None:
+        """A change of a task: its shared record follows (queued, in order)."""
+        if self._fleet is not None and task.born:
+            self._fleet.save_task(task.id, self._record(task), self._ttl_ms(task))
+
+    async def _store_first(self, task: Task) -> None:
+        """The task's record, stored before its id is given out: so a ``tasks/get`` on
+        any worker right after finds it.  Raises ``McpError`` (retry later) when the
+        store does not answer; nothing of the task is left then."""
+        assert self._fleet is not None
+        task.created_at = task.updated_at = _now()
+        try:
+            await self._fleet.store_task(task.id, self._record(task), self._ttl_ms(task))
+        except BaseException:
+            self._fleet.delete_task(task.id)  # in case the write was applied after all
+            raise
+
+    async def find(self, params: dict[str, Any], capabilities: dict[str, Any]) -> SharedTask | None:
+        """With a fleet, before :meth:`answer`: the record of a task this worker does not
+        run (one round trip), or ``None``.  Only ids of the shape we issue are looked
+        up.  Raises the 503 refusal when the store does not answer."""
+        task_id = params.get("taskId")
+        if (
+            self._fleet is None
+            or not declares_tasks(capabilities)
+            or not isinstance(task_id, str)
+            or task_id in self._tasks
+            or not is_shareable_task_id(task_id)
+        ):
+            await trio.lowlevel.checkpoint()
+            return None
+        raw = await self._fleet.load_task(task_id)
+        return None if raw is None else SharedTask.parse(raw)
+
+    def signalled(self, task_id: str, kind: str, body: bytes) -> None:
+        """A ``tasks/cancel`` or ``tasks/update`` another worker acknowledged: applied
+        here as if it had been received here (ignored unless this worker runs it)."""
+        task = self._tasks.get(task_id)
+        if task is None:
+            return
+        try:
+            message = json.loads(body)
+            owner = message["owner"]
+            if (None if owner is None else (owner[0], owner[1])) != task.owner:
+                logger.warning("task %s: ignoring a %s for another principal", task_id, kind)
+                return
+            if kind == "cancel":
+                task.cancel()
+            elif kind == "update":
+                task.update(message["inputResponses"])
+        except McpError as exc:
+            # The record it was checked against was behind: as a late answer would be.
+            logger.info("task %s: a tasks/update from another worker is refused: %s", task_id, exc.message)
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+            logger.warning("task %s: ignoring a malformed %s signal: %r", task_id, kind, exc)
+
+    def _answer_shared(
+        self, method: str, params: dict[str, Any], task_id: str, shared: SharedTask
+    ) -> dict[str, Any]:
+        """``tasks/*`` for a task another worker runs, checked against its record."""
+        assert self._fleet is not None
+        body = shared.body
+        if method == "tasks/get":
+            return {"resultType": "complete", **body}
+        finished = body["status"] in TERMINAL
+        owner = None if shared.owner is None else list(shared.owner)
+        if method == "tasks/update":
+            responses = params.get("inputResponses")
+            if not isinstance(responses, dict):
+                raise McpError(INVALID_PARAMS, "inputResponses must be an object")
+            pending = body.get("inputRequests") if body["status"] == "input_required" else None
+            for wire, answer in responses.items():
+                request = pending.get(wire) if isinstance(pending, dict) else None
+                if isinstance(request, dict) and not answer_is_valid(str(request.get("method")), answer):
+                    raise _invalid_answer(wire, str(request.get("method")))
+            if responses and not finished:
+                message = {"owner": owner, "inputResponses": responses}
+                self._fleet.send_task(task_id, "update", jsonrpc.to_json(message))
+        elif not finished:
+            self._fleet.send_task(task_id, "cancel", jsonrpc.to_json({"owner": owner}))
+        return {"resultType": "complete"}
+
     # -- tasks/get, tasks/update, tasks/cancel ----------------------------------------
 
-    def answer(self, method: str, params: dict[str, Any], capabilities: dict[str, Any]) -> dict[str, Any]:
+    def answer(
+        self,
+        method: str,
+        params: dict[str, Any],
+        capabilities: dict[str, Any],
+        principal: Principal | None = None,
+        shared: SharedTask | None = None,
+    ) -> dict[str, Any]:
+        """Answer ``tasks/*`` for the task this worker runs, or (``shared``, from
+        :meth:`find`) for one another worker of the fleet runs."""
         if not declares_tasks(capabilities):
             raise missing_extension()
         task_id = params.get("taskId")
+        owner = None if principal is None else principal.owner
         task = self._tasks.get(task_id) if isinstance(task_id, str) else None
-        if task is None:
+        if task is None or task.owner != owner:
+            if shared is not None and shared.owner == owner and isinstance(task_id, str):
+                return self._answer_shared(method, params, task_id, shared)
             raise McpError(INVALID_PARAMS, f"Unknown task: {task_id}", {"taskId": task_id})
         if method == "tasks/get":
             return {"resultType": "complete", **task.detailed()}
