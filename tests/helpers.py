@@ -25,8 +25,10 @@ import httpx
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
+from hypercorn.utils import wrap_app
 
 from trio_mcp_http import Context, McpHttpApp, McpServer, TransportConfig, open_mcp_server
+from trio_mcp_http.serving import serve as _serve
 
 ACCEPT_BOTH = "application/json, text/event-stream"
 JSON_CT = "application/json"
@@ -800,12 +802,21 @@ class Recorder:
 
 @asynccontextmanager
 async def hypercorn_serving(
-    asgi_app: Callable[..., Awaitable[None]], *mcp_apps: McpHttpApp, **options: Any
+    asgi_app: Callable[..., Awaitable[None]],
+    *mcp_apps: McpHttpApp,
+    accept_loop: str = "hypercorn",
+    **options: Any,
 ) -> AsyncIterator[int]:
     """Run ``mcp_apps`` and serve ``asgi_app`` (which wraps them) on Hypercorn; yields the port.
 
-    Leaving the block drains every McpHttpApp before Hypercorn is stopped.
+    ``accept_loop="hypercorn"``: Hypercorn's own trio worker, as ``hypercorn -k trio``
+    runs an app.  ``accept_loop="serve"``: the accept loop and connection handling of
+    ``serve()``/``open_mcp_server()`` (Hypercorn's protocol stack under our own loop),
+    for any ASGI app.  Leaving the block drains every McpHttpApp before Hypercorn is
+    stopped.
     """
+    if accept_loop not in ("hypercorn", "serve"):
+        raise ValueError(f"unknown accept loop {accept_loop!r}")
     config = HypercornConfig()
     config.bind = ["127.0.0.1:0"]
     config.graceful_timeout = 1.0
@@ -823,7 +834,11 @@ async def hypercorn_serving(
 
     async def run_hypercorn(task_status: trio.TaskStatus[list[str]]) -> None:
         try:
-            await hypercorn_serve(asgi_app, config, shutdown_trigger=drained, task_status=task_status)  # type: ignore[arg-type]
+            if accept_loop == "serve":
+                app = wrap_app(asgi_app, config.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
+                await _serve._Worker(app, config, 10.0).run(drained, task_status)
+            else:
+                await hypercorn_serve(asgi_app, config, shutdown_trigger=drained, task_status=task_status)  # type: ignore[arg-type]
         finally:
             hypercorn_done.set()
 

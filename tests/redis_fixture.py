@@ -1,8 +1,10 @@
 """A real ``redis-server`` for the tests of sessions shared through Redis.
 
 Loopback only, on a free port, with no persistence (``--save ''``, no append-only
-file).  The tests start one for their module and empty it before each test; a test that
-needs to stop and restart Redis gets its own server (:func:`own_redis`).
+file), or, given a data folder, with an append-only file synced on every write: a
+restart (same port, same folder) then finds every key again.  The tests start one for
+their module and empty it before each test; a test that needs to stop and restart
+Redis gets its own server (:func:`own_redis`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import socket
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -26,8 +29,9 @@ def _free_port() -> int:
 class RedisServer:
     """One ``redis-server`` process; :meth:`start` returns once it accepts connections."""
 
-    def __init__(self) -> None:
+    def __init__(self, data_dir: Path | None = None) -> None:
         self.port = _free_port()
+        self.data_dir = data_dir
         self.process: subprocess.Popen[str] | None = None
 
     @property
@@ -46,9 +50,11 @@ class RedisServer:
             "127.0.0.1",
             "--save",
             "",
-            "--appendonly",
-            "no",
         ]
+        if self.data_dir is None:
+            command += ["--appendonly", "no"]
+        else:
+            command += ["--dir", str(self.data_dir), "--appendonly", "yes", "--appendfsync", "always"]
         self.process = subprocess.Popen(
             [*command, "--loglevel", "notice", "--logfile", ""], stdout=subprocess.PIPE, text=True
         )
@@ -76,8 +82,8 @@ class RedisServer:
 
 
 @contextmanager
-def own_redis() -> Iterator[RedisServer]:
-    server = RedisServer()
+def own_redis(data_dir: Path | None = None) -> Iterator[RedisServer]:
+    server = RedisServer(data_dir)
     server.start()
     try:
         yield server

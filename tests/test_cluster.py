@@ -245,7 +245,7 @@ async def test_keys_expire_with_their_sessions(redis: RedisServer) -> None:
             if key == "trio-mcp:sessions":
                 continue  # trimmed of expired ids; deleted with its last member
             ttl = int(await trio.to_thread.run_sync(redis.cli, "PTTL", key))
-            assert 0 < ttl <= 60_000, (key, ttl)
+            assert 0 < ttl <= 65_000, (key, ttl)  # the timeout and a refresh interval (5 s)
         for n, session in enumerate(sessions):
             assert (await (a, b)[n % 2].client.delete(session)).status_code == 204
         await a.handle.app._fleet.flush()

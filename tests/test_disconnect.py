@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 import httpx
+import pytest
 import trio
 from conftest import LogWatch
 from helpers import (
@@ -40,6 +41,15 @@ MID_STREAM_POST = 30
 MID_STREAM_GET = 30
 
 
+@pytest.fixture(params=["hypercorn", "serve"])
+def accept_loop(request: pytest.FixtureRequest) -> str:
+    """Each test runs on Hypercorn's own trio worker (the app watches ``receive()`` for
+    ``http.disconnect``) and on ``serve()``'s (which tells the app of a departure
+    directly, with no task of the app's waiting for it)."""
+    value: str = request.param
+    return value
+
+
 class Router:
     """``/mcp`` → the SSE-mode app, ``/json`` → the JSON-mode app (same McpServer)."""
 
@@ -52,12 +62,14 @@ class Router:
         await app(scope, receive, send)
 
 
-async def test_vanishing_clients(mcp_server: McpServer, ctl: Controller, logs: LogWatch) -> None:
+async def test_vanishing_clients(
+    mcp_server: McpServer, ctl: Controller, logs: LogWatch, accept_loop: str
+) -> None:
     sse_app = McpHttpApp(mcp_server, TransportConfig(path="/mcp"))
     json_app = McpHttpApp(mcp_server, TransportConfig(path="/json", json_response=True))
     recorder = Recorder(Router(sse_app, json_app))
     with trio.fail_after(60):
-        async with hypercorn_serving(recorder, sse_app, json_app) as port:
+        async with hypercorn_serving(recorder, sse_app, json_app, accept_loop=accept_loop) as port:
             base = f"http://127.0.0.1:{port}"
             async with httpx.AsyncClient(timeout=20) as http:
                 sse_client = Client(http, base + "/mcp")
@@ -200,14 +212,17 @@ async def test_vanishing_clients(mcp_server: McpServer, ctl: Controller, logs: L
 
 
 async def test_client_gone_before_the_answer_in_sse_mode_is_not_cancellation(
-    mcp_server: McpServer, ctl: Controller, logs: LogWatch
+    mcp_server: McpServer, ctl: Controller, logs: LogWatch, accept_loop: str
 ) -> None:
     """The POST's SSE stream is dropped; the request finishes and its answer stays
     replayable, and the session is not held busy by the dead connection."""
     app = McpHttpApp(mcp_server, TransportConfig())
     recorder = Recorder(app)
     with trio.fail_after(20):
-        async with hypercorn_serving(recorder, app) as port, httpx.AsyncClient(timeout=20) as http:
+        async with (
+            hypercorn_serving(recorder, app, accept_loop=accept_loop) as port,
+            httpx.AsyncClient(timeout=20) as http,
+        ):
             client = Client(http, f"http://127.0.0.1:{port}/mcp")
             session = await client.open_session()
             async with client.stream(
@@ -240,7 +255,7 @@ def response_messages_from(blocks: list[Any]) -> list[dict[str, Any]]:
 
 
 async def test_http2_stream_resets_are_disconnects(
-    mcp_server: McpServer, ctl: Controller, logs: LogWatch
+    mcp_server: McpServer, ctl: Controller, logs: LogWatch, accept_loop: str
 ) -> None:
     """Over HTTP/2 a client can drop one stream (RST_STREAM) and keep the connection:
     the app must notice that too, complete each response once, and keep serving the
@@ -248,7 +263,7 @@ async def test_http2_stream_resets_are_disconnects(
     app = McpHttpApp(mcp_server, TransportConfig())
     recorder = Recorder(app)
     with trio.fail_after(20):
-        async with hypercorn_serving(recorder, app) as port:
+        async with hypercorn_serving(recorder, app, accept_loop=accept_loop) as port:
             client = await H2Client.open(port)
             try:
                 init = await client.request("POST", POST_HEADERS, json.dumps(initialize()).encode())

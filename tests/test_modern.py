@@ -7,7 +7,7 @@ from typing import Any
 
 import trio
 import trio.testing
-from helpers import Controller, SseParser, call_tool, messages_of, response_messages, serving
+from helpers import Controller, H2Client, SseParser, call_tool, messages_of, response_messages, serving
 
 from trio_mcp_http import Context, McpServer
 
@@ -161,6 +161,62 @@ async def test_disconnect_cancels_the_handler_and_leaves_nothing_behind(
             while handle.statistics() != baseline:
                 await trio.lowlevel.checkpoint()
         assert not ctl.gates["m1"].is_set()
+
+
+def _tasks_running(function_name: str) -> int:
+    """How many tasks of this trio run are in a coroutine function of that name."""
+    count = 0
+    pending = [trio.lowlevel.current_root_task()]
+    while pending:
+        task = pending.pop()
+        count += task.coro.cr_code.co_name == function_name
+        for nursery in task.child_nurseries:
+            pending.extend(nursery.child_tasks)
+    return count
+
+
+async def test_serve_notices_departures_without_a_watcher_task(
+    ctl: Controller, mcp_server: McpServer
+) -> None:
+    """Under ``serve()`` the connection tells the app that a client has gone, over
+    HTTP/1.1 (the connection closes) and HTTP/2 (the stream is reset): the handler is
+    cancelled as with a watcher, but no task waits in ``receive()`` for it."""
+    async with serving(mcp_server) as (handle, _client):
+        baseline = handle.statistics()
+        with trio.fail_after(10):
+            body = modern_request(1, "tools/call", {"name": "hold", "arguments": {"key": "h1"}})
+            payload = json.dumps(body).encode()
+            head = "".join(f"{k}: {v}\r\n" for k, v in modern_headers(body).items())
+            raw = (
+                f"POST /mcp HTTP/1.1\r\nhost: 127.0.0.1:{handle.port}\r\n{head}"
+                f"content-length: {len(payload)}\r\n\r\n"
+            ).encode() + payload
+            async with await trio.open_tcp_stream("127.0.0.1", handle.port) as sock:
+                await sock.send_all(raw)
+                await ctl.started["h1"].wait()
+                assert _tasks_running("watch_disconnect") == 0
+            await ctl.cancelled["h1"].wait()
+
+            h2 = await H2Client.open(handle.port)
+            try:
+                body = modern_request(2, "tools/call", {"name": "hold", "arguments": {"key": "h2"}})
+                held = await h2.request("POST", modern_headers(body), json.dumps(body).encode())
+                await ctl.started["h2"].wait()
+                assert _tasks_running("watch_disconnect") == 0
+                await h2.reset(held)
+                await ctl.cancelled["h2"].wait()
+                # The connection and its other streams go on.
+                body = modern_request(3, "tools/call", {"name": "echo", "arguments": {"text": "still here"}})
+                echo = await h2.request("POST", modern_headers(body), json.dumps(body).encode())
+                await h2.wait(lambda: h2.streams[echo].ended)
+                assert h2.streams[echo].status == 200
+                assert b"still here" in h2.streams[echo].data
+            finally:
+                await h2.aclose()
+            while handle.statistics() != baseline:
+                await trio.lowlevel.checkpoint()
+    assert not ctl.gates["h1"].is_set()
+    assert not ctl.gates["h2"].is_set()
 
 
 async def test_session_and_stateless_clients_share_one_server(ctl: Controller, mcp_server: McpServer) -> None:

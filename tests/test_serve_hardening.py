@@ -440,3 +440,62 @@ async def test_malformed_input_ends_its_own_connection_only(
                 )
                 assert response.status_code == 200
     assert logs.errors() == []
+
+
+# -- the keep-alive clock --------------------------------------------------------------
+
+
+async def _exchange(stream: trio.SocketStream, connection: h11.Connection, port: int, seconds: float) -> int:
+    """One stateless ``tools/call`` of ``slow`` on a kept-alive connection; its status."""
+    body = json.dumps(call_tool(1, "slow", seconds=seconds)).encode()
+    headers = [
+        ("host", f"127.0.0.1:{port}"),
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("mcp-protocol-version", "2025-11-25"),
+        ("content-length", str(len(body))),
+    ]
+    if connection.our_state is h11.DONE:
+        connection.start_next_cycle()
+    await stream.send_all(connection.send(h11.Request(method="POST", target="/mcp", headers=headers)) or b"")
+    await stream.send_all(connection.send(h11.Data(data=body)) or b"")
+    await stream.send_all(connection.send(h11.EndOfMessage()) or b"")
+    status = 0
+    while True:
+        event = connection.next_event()
+        if event is h11.NEED_DATA:
+            connection.receive_data(await stream.receive_some(65536))
+        elif isinstance(event, h11.Response):
+            status = event.status_code
+        elif isinstance(event, h11.EndOfMessage):
+            return status
+
+
+async def test_keep_alive_closes_idle_connections_not_busy_ones(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Hypercorn's keep-alive rule, on the server's own clock: a connection idle for
+    ``keep_alive_timeout`` is closed; one busy with a longer request, or used again
+    before the timeout, is not."""
+    server = McpServer("keep-alive", "1.0")
+
+    @server.tool()
+    async def slow(seconds: float) -> str:
+        await trio.sleep(seconds)
+        return "done"
+
+    async with serving(
+        server, stateless=True, json_response=True, hypercorn={"keep_alive_timeout": 5.0}
+    ) as (handle, _):
+        stream = await trio.open_tcp_stream("127.0.0.1", handle.port)
+        connection = h11.Connection(h11.CLIENT)
+        began = trio.current_time()
+        assert await _exchange(stream, connection, handle.port, 12.0) == 200
+        assert trio.current_time() - began == pytest.approx(12.0)
+        for _ in range(3):
+            await trio.sleep(4.0)  # idle, but less than the timeout
+            assert await _exchange(stream, connection, handle.port, 0.0) == 200
+        idle_since = trio.current_time()
+        assert await stream.receive_some(65536) == b""  # the server's FIN
+        assert trio.current_time() - idle_since == pytest.approx(5.0)
+        await stream.aclose()

@@ -242,12 +242,17 @@ class RedisBackend:
             raise ConfigError(f"redis_url must be a redis://, rediss:// or unix:// URL, not {url!r}")
         self._url = url
         self._coredis = coredis
-        self.tag = secrets.randbelow(2**31 - 1) + 1
+        # A session's server-to-client request ids are (tag << 32) + n: below 2**53, so
+        # that a JavaScript client, whose numbers are doubles, answers the very same id.
+        self.tag = secrets.randbelow(2**21 - 1) + 1
         self.timeout = timeout
         self.prefix = prefix
-        self._ttl_ms = 0 if session_ttl is None else max(1, round(session_ttl * 1000))
         #: Activity is written at most this often per session.
         self.touch_interval = 5.0 if session_ttl is None else min(5.0, session_ttl / 4)
+        # The last activity may follow the last write of it by up to touch_interval: the
+        # keys live that much longer than the idle timeout, so no worker's copy of a
+        # session outlives its record (served there, 404 everywhere else).
+        self._ttl_ms = 0 if session_ttl is None else max(1, round((session_ttl + self.touch_interval) * 1000))
         self.max_events = max_events
         self.replayable_streams = replayable_streams
         self._client: coredis.Redis[bytes] | None = None

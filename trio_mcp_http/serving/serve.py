@@ -50,7 +50,11 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
 from hypercorn.events import Closed, RawData
 from hypercorn.events import Event as HypercornEvent
+from hypercorn.protocol.events import Event as StreamEvent
+from hypercorn.protocol.events import StreamClosed
 from hypercorn.protocol.h2 import H2Protocol
+from hypercorn.protocol.h11 import H11Protocol
+from hypercorn.protocol.http_stream import HTTPStream
 from hypercorn.trio.statsd import StatsdLogger
 from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
@@ -314,6 +318,60 @@ class _Connection(trio.abc.HalfCloseableStream):
             self.socket.close()
 
 
+#: The scope extension through which the app hears, without a task of its own waiting
+#: in ``receive()`` for ``http.disconnect``, that a request's client has gone.
+DEPARTURE = "trio_mcp_http.departure"
+
+
+class _Departure(HTTPStream):
+    """Hypercorn's HTTP stream, which also tells the app when its client has gone.
+
+    The app registers callbacks through the scope's ``trio_mcp_http.departure``
+    extension (:meth:`add`); they are called, in the connection's task, when the stream
+    closes (the client disconnected, reset the stream, or the response is complete),
+    before Hypercorn queues ``http.disconnect`` for ``receive()``.  A request needs no
+    task of its own to notice a departure: a spawn and a cancellation per request
+    fewer.  A callback added after the stream has closed is called at once.
+    """
+
+    _departure: list[Callable[[], None]] | None
+
+    def add(self, callback: Callable[[], None]) -> None:
+        if self.closed:
+            callback()
+        elif self._departure is None:
+            self._departure = [callback]
+        else:
+            self._departure.append(callback)
+
+    async def handle(self, event: StreamEvent) -> None:
+        if isinstance(event, StreamClosed):
+            callbacks, self._departure = self._departure, None
+            for callback in callbacks or ():
+                callback()
+        await super().handle(event)
+
+
+def _notify_departure(stream: object) -> None:
+    """Make ``stream`` (just created; its app is not running yet) a :class:`_Departure`
+    and offer it in its scope.  Hypercorn creates the stream and starts its app in one
+    step, so this follows it; an app that began before would simply not find the
+    extension and watch ``receive()`` itself."""
+    if type(stream) is HTTPStream and getattr(stream, "scope", None) is not None:
+        stream.__class__ = _Departure
+        stream._departure = None  # type: ignore[attr-defined]
+        extensions: dict[str, Any] = stream.scope["extensions"]
+        extensions[DEPARTURE] = stream
+
+
+class _H11Protocol(H11Protocol):
+    """Hypercorn's HTTP/1.1 protocol, offering each request's departure to the app."""
+
+    async def _create_stream(self, request: Any) -> None:
+        await super()._create_stream(request)
+        _notify_departure(self.stream)
+
+
 class _H2Protocol(H2Protocol):
     """Hypercorn 0.18's HTTP/2 protocol, tolerant of DATA for a finished stream, and
     saying GOAWAY when the server closes an idle connection at shutdown.
@@ -343,6 +401,10 @@ class _H2Protocol(H2Protocol):
             self.connection.close_connection()
             await self._flush()
         await super().handle(event)
+
+    async def _create_stream(self, request: h2.events.RequestReceived) -> None:
+        await super()._create_stream(request)
+        _notify_departure(self.streams.get(request.stream_id))
 
     async def _handle_events(self, events: list[h2.events.Event]) -> None:
         for event in events:
@@ -390,6 +452,8 @@ class _TCPServer(TCPServer):
         await super().protocol_send(RawData(data))
 
     async def _read_data(self) -> None:
+        if type(self.protocol.protocol) is H11Protocol:
+            self.protocol.protocol.__class__ = _H11Protocol
         try:
             await super()._read_data()
         finally:
@@ -441,7 +505,13 @@ class _IdleClock:
     after ``keep_alive_timeout``, or at once when the server terminates; a busy one
     never does) and one task for the connection's life.  Hypercorn's own starts a task
     at the end of every request and cancels it at the start of the next: a task spawn,
-    two lock round trips and a cancellation per request."""
+    two lock round trips and a cancellation per request.
+
+    Here a request costs no wake-up at all: its start only notes that the connection is
+    busy, and its end moves the watcher's deadline.  The watcher looks again only when
+    its deadline passes (busy by then: it waits for the next idle spell) or when the
+    server terminates.
+    """
 
     __slots__ = ("_closed", "_deadline", "_idle", "_scope", "_server", "_watching")
 
@@ -467,32 +537,34 @@ class _IdleClock:
             self._watching = True
             task_group._nursery.start_soon(self._watch)
         elif self._scope is not None:
-            self._scope.cancel()  # re-evaluate: now idle
+            if self._server.context.terminated.is_set():
+                self._scope.cancel()  # idle during termination: close now
+            else:
+                self._scope.deadline = self._deadline
         await trio.lowlevel.checkpoint()
 
     async def stop(self) -> None:
         """The connection is busy (a request arrived)."""
         self._idle = False
-        self._deadline = math.inf
-        if self._scope is not None:
-            self._scope.cancel()  # re-evaluate: now busy
         await trio.lowlevel.checkpoint()
 
     async def _watch(self) -> None:
         terminated = self._server.context.terminated
-        while True:
-            if self._closed:
-                return
+        while not self._closed:
             idle = self._idle
-            with trio.CancelScope(deadline=self._deadline) as scope:
+            with trio.CancelScope(deadline=self._deadline if idle else math.inf) as scope:
                 self._scope = scope
-                if idle:
+                if idle or not terminated.is_set():
                     await terminated.wait()
                 else:
-                    await trio.sleep_forever()
+                    await trio.sleep_forever()  # busy while terminating: until idle
             self._scope = None
-            if idle and self._idle and (not scope.cancelled_caught or trio.current_time() >= self._deadline):
+            if self._closed:
+                return
+            if self._idle and (terminated.is_set() or trio.current_time() >= self._deadline):
                 break  # idle, and the server terminates or the connection timed out
+        else:
+            return
         with trio.CancelScope(shield=True):
             await self._server._initiate_server_close()
 

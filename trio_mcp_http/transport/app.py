@@ -234,11 +234,13 @@ class McpHttpApp:
         await send({"type": "lifespan.shutdown.complete"})
 
     async def _http(self, scope: Message, receive: Receive, send: Send) -> None:
+        extensions = scope.get("extensions") or {}
         response = GuardedResponse(
             send,
             self.config.final_send_timeout,
             self.config.send_timeout,
-            scope["extensions"].get("trio_mcp_http.cork") if "extensions" in scope else None,
+            extensions.get("trio_mcp_http.cork"),
+            extensions.get("trio_mcp_http.departure"),
         )
         with self._calls:
             failed = False

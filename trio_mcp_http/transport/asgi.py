@@ -68,14 +68,23 @@ class Cork(Protocol):
     async def flush(self) -> None: ...
 
 
+class Departure(Protocol):
+    """A server's offer to call the app back, synchronously, when a request's client
+    has gone (instead of the app waiting in ``receive()`` for ``http.disconnect``)."""
+
+    def add(self, callback: Callable[[], None]) -> None: ...
+
+
 class GuardedResponse:
     """Wraps the ASGI ``send`` of one HTTP request; see the module docstring."""
 
     __slots__ = (
         "_cork",
+        "_departure",
         "_head_tried",
         "_send",
         "_state",
+        "_watched",
         "body_discarded",
         "body_read",
         "body_started",
@@ -90,8 +99,13 @@ class GuardedResponse:
         final_send_timeout: float = 1.0,
         send_timeout: float = 30.0,
         cork: Cork | None = None,
+        departure: Departure | None = None,
     ) -> None:
         self._send = send
+        #: The server's notice of the client leaving, where it has one (``serve()``:
+        #: the scope's ``trio_mcp_http.departure`` extension); see :meth:`watch`.
+        self._departure = departure
+        self._watched: list[trio.CancelScope] | None = None
         #: The server's way to hold a response's writes together, where it has one
         #: (``serve()``, HTTP/1.1: the scope's ``trio_mcp_http.cork`` extension).
         self._cork = cork
@@ -226,6 +240,31 @@ class GuardedResponse:
         if bound.cancelled_caught:
             logger.debug("a send waited %.1fs for the client to take data: client gone", self.send_timeout)
             self.client_gone = True
+
+    def watch(self, nursery: trio.Nursery, receive: Receive, scope: trio.CancelScope) -> None:
+        """From now on, the client leaving marks the response ``client_gone`` and
+        cancels ``scope`` (guarantee 2), until the response is complete.
+
+        Where the server offers a departure notice, that is all it takes: no task.
+        Otherwise a task in ``nursery`` waits in ``receive()`` for ``http.disconnect``
+        (the body must have been read: nothing else may still arrive there), and ends
+        with ``nursery``.
+        """
+        if self._departure is None:
+            nursery.start_soon(watch_disconnect, receive, self, scope)
+        elif self._watched is None:
+            self._watched = [scope]
+            self._departure.add(self._departed)
+        else:
+            self._watched.append(scope)
+
+    def _departed(self) -> None:
+        # Called by the server when the stream closes, which it also does once the
+        # response is complete: only a departure before that is the client leaving.
+        if self._state is not _State.COMPLETE:
+            self.client_gone = True
+            for scope in self._watched or ():
+                scope.cancel()
 
     def hold(self) -> None:
         """Hold what is sent from now on, to go out in one write at :meth:`release`

@@ -337,9 +337,14 @@ class Fleet:
         session.log_level = record.log_level
         session.subscriptions = set(record.subscriptions)
         session.join(self)
-        era._sessions[session_id] = session
         assert era._nursery is not None
+        # Running before it is listed: a concurrent request for the same session, which
+        # skips the restore once the id is listed, must find it able to start handlers.
         await era._nursery.start(session.run)
+        if session_id in era._sessions:
+            session.terminate()  # a concurrent request restored it first: that copy serves
+            return
+        era._sessions[session_id] = session
 
     async def delete(self, session: Session) -> None:
         """``DELETE``: the record and the logs go, and every worker ends its copy."""

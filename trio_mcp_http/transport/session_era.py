@@ -24,7 +24,7 @@ from ..protocol.levels import level_rank
 from ..protocol.versions import DEFAULT_LEGACY_VERSION, LATEST_LEGACY_VERSION, negotiate_legacy
 from ..server.logic import ProtocolServer
 from ..server.mcp_server import McpServer
-from .asgi import JSON_HEADERS, SSE_HEADERS, GuardedResponse, Receive, watch_disconnect
+from .asgi import JSON_HEADERS, SSE_HEADERS, GuardedResponse, Receive
 from .config import TransportConfig
 from .gate import Gate
 from .session import Session
@@ -463,7 +463,7 @@ class SessionEra:
             if ended:
                 return
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(watch_disconnect, receive, response, nursery.cancel_scope)
+                response.watch(nursery, receive, nursery.cancel_scope)
                 interval = self.config.keepalive_interval
                 tail = await pump(attachment.receive, response, interval, hold_last=True)
                 await self._finish_stream(attachment, response, tail)

@@ -47,7 +47,7 @@ from ..protocol.versions import MODERN_VERSIONS
 from ..server.context import Context, InputRequired
 from ..server.logic import ProtocolServer
 from ..server.mcp_server import McpServer
-from .asgi import JSON_HEADERS, SSE_HEADERS, GuardedResponse, Receive, watch_disconnect
+from .asgi import JSON_HEADERS, SSE_HEADERS, GuardedResponse, Receive
 from .config import TransportConfig
 from .gate import Gate
 from .runner import Answer, cancelled, run_handler
@@ -223,7 +223,7 @@ class StatelessEra:
         try:
             async with trio.open_nursery() as nursery:
                 outlet.nursery = nursery
-                nursery.start_soon(watch_disconnect, receive, response, call)
+                response.watch(nursery, receive, call)
                 calls.add(call)
                 if not listen:  # a listen stream is not work the drain waits for
                     self.gate.handlers.enter()
@@ -400,7 +400,7 @@ class StatelessEra:
             ack = listener.tagged("notifications/subscriptions/acknowledged", {"notifications": honoured})
             await response.chunk(sse.event(ack))
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(watch_disconnect, receive, response, nursery.cancel_scope)
+                response.watch(nursery, receive, nursery.cancel_scope)
                 with channel:
                     await pump(channel, response, self.config.keepalive_interval)
                 # The server ended the subscription (shutdown): say so with its result.
