@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import secrets
@@ -32,6 +33,9 @@ _AUTHORITY = re.compile(r"(\[[0-9a-f:.]+\]|[a-z0-9\-._~%!$&'()*+,;=]+)(?::([0-9]
 _ORIGIN = re.compile(r"(https?)://(.+)\Z")
 
 
+# Every request's Host and local address go through these: a small cache of recent
+# values (bounded, as header values are) saves parsing them again.
+@functools.lru_cache(maxsize=128)
 def _authority(value: str) -> tuple[str, int | None] | None:
     """``(host, port)`` of a Host header value or an origin's authority, lower-cased;
     ``None`` when it is not a well-formed authority (no userinfo, no path)."""
@@ -141,6 +145,7 @@ def _is_loopback(name: str) -> bool:
     return name in _LOOPBACK_NAMES or name.startswith("127.")
 
 
+@functools.lru_cache(maxsize=128)
 def _address_name(address: str) -> str:
     """A socket address as it is written in a Host header (IPv6 in brackets).  An
     IPv4-mapped IPv6 address (``::ffff:127.0.0.1``, what a dual-stack ``::`` socket

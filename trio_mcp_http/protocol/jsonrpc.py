@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr, StrictInt, StrictStr, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, TypeAdapter, ValidationError
 from pydantic_core import to_json as _to_json
 
 from .errors import INVALID_REQUEST, PARSE_ERROR, ProtocolError
@@ -68,12 +68,13 @@ class Envelope(BaseModel):
     result: Any = None
     error: ErrorObject | None = None
 
-    # Set by _classify(); not part of the wire format.
-    _kind: Kind = PrivateAttr(default=Kind.NOTIFICATION)
-
     @property
     def kind(self) -> Kind:
-        return self._kind
+        # What _classify() established: a request has a method and an id (never null),
+        # a notification a method and no id, a response no method.
+        if self.method is None:
+            return Kind.RESPONSE
+        return Kind.NOTIFICATION if self.id is None else Kind.REQUEST
 
     @property
     def request_id(self) -> int | str:
@@ -98,12 +99,8 @@ def _classify(env: Envelope) -> Envelope:
     if isinstance(env.id, str) and len(env.id) > MAX_ID_LENGTH:
         raise _invalid(f"id longer than {MAX_ID_LENGTH} characters")
     if env.method is not None:
-        if "id" in fields:
-            if env.id is None:
-                raise _invalid("request id must be a string or an integer, not null")
-            env._kind = Kind.REQUEST
-        else:
-            env._kind = Kind.NOTIFICATION
+        if "id" in fields and env.id is None:
+            raise _invalid("request id must be a string or an integer, not null")
         if "params" in fields and env.params is None:
             raise _invalid('"params" must be an object')
         return env
@@ -115,7 +112,6 @@ def _classify(env: Envelope) -> Envelope:
         raise _invalid("message is neither a request, a notification nor a response")
     if has_result == has_error:
         raise _invalid('a response carries exactly one of "result" and "error"')
-    env._kind = Kind.RESPONSE
     return env
 
 

@@ -455,10 +455,27 @@ class _TCPServer(TCPServer):
         if type(self.protocol.protocol) is H11Protocol:
             self.protocol.protocol.__class__ = _H11Protocol
         try:
-            await super()._read_data()
+            if self.config.read_timeout is None:
+                await self._read_untimed()
+            else:
+                await super()._read_data()
         finally:
             # The peer's side has ended: the keep-alive clock has nothing left to time.
             self.idle_task.close()  # type: ignore[attr-defined]
+
+    async def _read_untimed(self) -> None:
+        """Hypercorn's read loop, without its per-read timeout scope when there is no
+        ``read_timeout`` (the default): each read is already bounded by the stream's
+        own scope (aborted at shutdown, woken when the connection closes)."""
+        while True:
+            try:
+                data = await self.stream.receive_some(_RECV_SIZE)
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                break
+            await self.protocol.handle(RawData(data if type(data) is bytes else bytes(data)))
+            if not data:
+                break
+        await self.protocol.handle(Closed())
 
 
 class _Cork:

@@ -229,14 +229,20 @@ class GuardedResponse:
             "status": status,
             "headers": [*headers, (b"content-length", b"%d" % len(body))],
         }
-        self.hold()
-        try:
-            with trio.move_on_after(self.send_timeout) as bound:
+        last_message = {"type": "http.response.body", "body": body, "more_body": False}
+        if self._cork is not None:
+            # Held, both messages only queue; the one write is :meth:`release`'s,
+            # bounded there.
+            self._cork.hold()
+            try:
                 await self._raw(head, bounded=False)
-                last_message = {"type": "http.response.body", "body": body, "more_body": False}
                 await self._raw(last_message, bounded=False)
-        finally:
-            await self.release()  # head and body in one write
+            finally:
+                await self.release()
+            return
+        with trio.move_on_after(self.send_timeout) as bound:
+            await self._raw(head, bounded=False)
+            await self._raw(last_message, bounded=False)
         if bound.cancelled_caught:
             logger.debug("a send waited %.1fs for the client to take data: client gone", self.send_timeout)
             self.client_gone = True
