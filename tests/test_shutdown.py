@@ -47,9 +47,10 @@ N = 100
 
 @asynccontextmanager
 async def server_process(
-    grace: float, *extra: str, spec: str = "helpers_shutdown:server"
+    grace: float, *extra: str, spec: str = "helpers_shutdown:server", listening: int = 1
 ) -> AsyncIterator[tuple[trio.Process, int, list[str]]]:
-    """The CLI serving ``spec`` on port 0; yields (process, port, stderr lines)."""
+    """The CLI serving ``spec`` on port 0; yields (process, port, stderr lines) once
+    ``listening`` servers (worker processes) have said they serve."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
@@ -76,7 +77,8 @@ async def server_process(
                 match = re.search(r"serving MCP at http://127\.0\.0\.1:(\d+)/mcp", line)
                 if match:
                     port.append(int(match.group(1)))
-                    found_url.set()
+                    if len(port) >= listening:
+                        found_url.set()
         if buffer:
             lines.append(buffer.decode(errors="replace"))
 
@@ -442,3 +444,45 @@ async def test_drain_answers_json_mode_requests(
             await slow.done.wait()
             assert app.statistics()["requests_in_flight"] == 0
             nursery.cancel_scope.cancel()
+
+
+# -- several worker processes on one socket ------------------------------------------------
+
+
+async def test_workers_share_one_socket_and_drain_together() -> None:
+    """``--workers 2``: one bound port, two whole servers on it; a SIGTERM to the parent
+    drains both (a call in flight is answered) and the parent exits 0."""
+    workers = server_process(5.0, "--workers", "2", "--stateless", listening=2)
+    async with workers as (process, port, lines):
+        with trio.fail_after(20):
+            async with httpx.AsyncClient(timeout=10) as http:
+                headers = {**POST_HEADERS, "mcp-protocol-version": "2025-11-25"}
+                url = f"http://127.0.0.1:{port}/mcp"
+                for i in range(10):
+                    quick = await http.post(url, json=call_tool(i, "work", seconds=0.0), headers=headers)
+                    assert quick.status_code == 200
+                    assert "worked 0.0" in quick.text
+                # A call in flight when the parent is told to stop: its worker answers it.
+                body = call_tool(99, "work", meta={"progressToken": "slow"}, seconds=1.0)
+                async with http.stream("POST", url, json=body, headers=headers) as slow:
+                    seen = ""
+                    async for line in slow.aiter_lines():
+                        seen += line
+                        if "notifications/progress" in line:
+                            process.send_signal(signal.SIGTERM)
+                assert "worked 1.0" in seen
+            assert await process.wait() == 0
+    assert sum("draining" in line for line in lines) == 2
+
+
+async def test_workers_need_shared_or_no_sessions() -> None:
+    env = dict(os.environ, PYTHONPATH=str(TESTS))
+    result = await trio.run_process(
+        [sys.executable, "-m", "trio_mcp_http", "serve", "--port", "0", "--workers", "2"],
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+        env=env,
+    )
+    assert result.returncode == 2
+    assert b"--workers > 1 needs --stateless or --redis-url" in result.stderr

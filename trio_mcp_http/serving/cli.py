@@ -16,7 +16,12 @@ import inspect
 import logging
 import math
 import os
+import secrets
+import signal
+import socket
+import subprocess
 import sys
+import tempfile
 import threading
 import types
 from collections.abc import Callable
@@ -112,6 +117,20 @@ def _finite(text: str) -> float:
 def _port(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
+        raise ValueError(text)
+    return value
+
+
+def _workers(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 256:
+        raise ValueError(text)
+    return value
+
+
+def _fd(text: str) -> int:
+    value = int(text)
+    if value < 0:
         raise ValueError(text)
     return value
 
@@ -216,6 +235,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="file holding the HMAC key of 2026-07-28 requestState (give every worker the same one; "
         "default: a random key per process)",
     )
+    serving.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help="worker processes sharing the listening socket (N > 1 needs --stateless or --redis-url: "
+        "a 2025 session must be reachable from every worker)",
+    )
+    serving.add_argument(
+        "--fd",
+        type=_fd,
+        default=None,
+        metavar="N",
+        help="serve on this inherited, bound TCP socket instead of binding --host/--port "
+        "(--host should still name its address)",
+    )
     serving.add_argument("--access-log", action="store_true", help="log every request")
     serving.add_argument(
         "--log-level",
@@ -253,6 +288,19 @@ def main(argv: list[str] | None = None) -> None:
     except (McpHttpError, OSError) as exc:
         parser.error(str(exc))
     hypercorn: dict[str, Any] = {"accesslog": "-"} if args.access_log else {}
+    if args.workers > 1:
+        if not (config.stateless or config.redis_url):
+            parser.error(
+                "--workers > 1 needs --stateless or --redis-url: each request may reach any "
+                "worker, and a 2025 session lives in one process unless it is shared through Redis"
+            )
+        sys.exit(_run_workers(args, sys.argv[1:] if argv is None else argv, parser))
+    sock = None
+    if args.fd is not None:
+        try:
+            sock = socket.socket(fileno=args.fd)
+        except OSError as exc:
+            parser.error(f"--fd {args.fd}: not a socket: {exc.strerror or exc}")
     try:
         trio.run(
             lambda: serve(
@@ -265,6 +313,7 @@ def main(argv: list[str] | None = None) -> None:
                 dns_rebinding_protection=args.dns_rebinding_protection,
                 peer_timeout=args.peer_timeout,
                 hypercorn=hypercorn,
+                sock=sock,
             )
         )
     except McpHttpError as exc:
@@ -274,6 +323,74 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
     if argv is None:
         _exit_promptly()
+
+
+def _run_workers(args: argparse.Namespace, argv: list[str], parser: argparse.ArgumentParser) -> int:
+    """``--workers N``: bind once, then run N copies of this command on that socket
+    (``--fd``), each a whole server with its own drain; SIGINT and SIGTERM reach every
+    worker.  A worker that exits on its own stops the others (a supervisor restarts the
+    whole); the exit status is 0 only if every worker exited cleanly."""
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    try:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((args.host, args.port))
+    except OSError as exc:
+        parser.error(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
+    port = sock.getsockname()[1]
+    extra = ["--workers", "1", "--fd", str(sock.fileno()), "--port", str(port)]
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(sock.close)
+        if args.request_state_key_file is None:
+            # 2026-07-28 requestState must open on any worker: one key for all of them.
+            folder = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="trio-mcp-http-"))
+            key_path = os.path.join(folder, "request-state-key")
+            with open(os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as key_file:
+                key_file.write(secrets.token_hex(32).encode())
+            extra += ["--request-state-key-file", key_path]
+        command = [sys.executable, "-m", "trio_mcp_http", *argv, *extra]
+        stopping = False
+
+        def stop(signum: int, frame: Any) -> None:
+            nonlocal stopping
+            stopping = True
+            for worker in workers:
+                if worker.poll() is None:
+                    worker.send_signal(signal.SIGTERM)
+
+        workers: list[subprocess.Popen[bytes]] = []
+        statuses: dict[int, int] = {}
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            for _ in range(args.workers):
+                # Their own process group: a terminal's ^C reaches this process only,
+                # which passes it on once (a second signal must not cut a drain short).
+                workers.append(subprocess.Popen(command, pass_fds=[sock.fileno()], start_new_session=True))
+            logging.getLogger("trio_mcp_http").info(
+                "%d workers (pids %s) on %s port %d",
+                len(workers),
+                ", ".join(str(w.pid) for w in workers),
+                args.host,
+                port,
+            )
+            while len(statuses) < len(workers):
+                pid, status = os.wait()
+                if not any(w.pid == pid for w in workers):
+                    continue
+                statuses[pid] = os.waitstatus_to_exitcode(status)
+                if not stopping:
+                    logging.getLogger("trio_mcp_http").error(
+                        "worker %d exited (status %d): stopping the others", pid, statuses[pid]
+                    )
+                    stop(signal.SIGTERM, None)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            for worker in workers:
+                if worker.poll() is None:
+                    worker.kill()
+                    worker.wait()
+        return 0 if stopping and all(code == 0 for code in statuses.values()) else 1
 
 
 def _exit_promptly() -> None:

@@ -139,7 +139,8 @@ class _HypercornConfig(HypercornConfig):
 
     def create_sockets(self) -> Sockets:
         for bind in self.bind:
-            _check_bindable(bind)
+            if not bind.startswith("fd://"):
+                _check_bindable(bind)
         sockets = super().create_sockets()
         option = getattr(socket, "TCP_USER_TIMEOUT", None)
         if self.peer_timeout is not None and option is not None:
@@ -784,11 +785,23 @@ _OWN_HYPERCORN_SETTINGS = frozenset({"bind", "insecure_bind", "quic_bind", "grac
 
 
 def _hypercorn_config(
-    host: str, port: int, config: TransportConfig, peer_timeout: float | None, options: Mapping[str, Any]
+    host: str,
+    port: int,
+    config: TransportConfig,
+    peer_timeout: float | None,
+    options: Mapping[str, Any],
+    sock: socket.socket | None = None,
 ) -> _HypercornConfig:
     hc = _HypercornConfig()
     hc.peer_timeout = peer_timeout
-    hc.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    if sock is not None:
+        if sock.type != socket.SOCK_STREAM or sock.family not in (socket.AF_INET, socket.AF_INET6):
+            raise UsageError("sock must be a TCP socket (AF_INET or AF_INET6, SOCK_STREAM)")
+        # Ours from now on: the caller's object lets go of the descriptor, so it cannot
+        # close it (or a later one with the same number) behind the server's back.
+        hc.bind = [f"fd://{sock.detach()}"]
+    else:
+        hc.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     # The drain has completed every response before connections are closed; what
     # remains are idle keep-alive connections, closed at once, and lingering closes.
     hc.graceful_timeout = config.final_send_timeout
@@ -859,6 +872,7 @@ async def open_mcp_server(
     dns_rebinding_protection: bool | None = None,
     peer_timeout: float | None = 10.0,
     hypercorn: Mapping[str, Any] | None = None,
+    sock: socket.socket | None = None,
     **settings: Unpack[TransportSettings],
 ) -> AsyncIterator[McpHttpServer]:
     """Serve ``server`` with Hypercorn's HTTP/1.1 and HTTP/2 stack for the duration of the block.
@@ -887,6 +901,12 @@ async def open_mcp_server(
     ``allowed_hosts``, ``allowed_origins`` and ``dns_rebinding_protection`` shape the
     :class:`HostPolicy` derived from ``host`` (see :meth:`HostPolicy.for_bind`) unless
     ``config.host_policy`` is given.
+
+    ``sock``: serve on this bound TCP socket (e.g. one inherited from a supervisor, or
+    shared by several worker processes) instead of binding ``host:port``; the server
+    listens on it and closes it at the end (``sock`` itself is detached from it).
+    ``host`` should still name the address it is bound to: the Host policy is derived
+    from it.
     """
     server = serving(server)  # a clear error, before anything starts, for what cannot be
     config = _transport_config(config, dict(settings))
@@ -903,7 +923,7 @@ async def open_mcp_server(
         else config.host_policy,
     )
     app = McpHttpApp(server, config)
-    hc = _hypercorn_config(host, port, config, peer_timeout, hypercorn or {})
+    hc = _hypercorn_config(host, port, config, peer_timeout, hypercorn or {}, sock)
     worker = _Worker(wrap_app(app, hc.wsgi_max_body_size, "asgi"), hc, peer_timeout)  # type: ignore[arg-type]
     shutdown = trio.Event()
     worker_done = trio.Event()
@@ -962,6 +982,7 @@ async def serve(
     dns_rebinding_protection: bool | None = None,
     peer_timeout: float | None = 10.0,
     hypercorn: Mapping[str, Any] | None = None,
+    sock: socket.socket | None = None,
     **settings: Unpack[TransportSettings],
 ) -> None:
     """Serve until SIGINT/SIGTERM (or ``handle.shutdown()``), then drain and return.
@@ -986,6 +1007,7 @@ async def serve(
             dns_rebinding_protection=dns_rebinding_protection,
             peer_timeout=peer_timeout,
             hypercorn=hypercorn,
+            sock=sock,
             **settings,
         ) as handle:
             task_status.started(handle)
