@@ -705,3 +705,39 @@ async def test_server_to_client_request_ids_are_exact_in_javascript(redis: Redis
             assert (await b.client.post(answer, session)).status_code == 202
             _, result = await call.next_message()
             assert result["id"] == 5
+
+
+# -- benchmarks/cluster.py -------------------------------------------------------------------------
+
+
+def test_the_cluster_benchmark_parses_its_options_and_counts_round_trips() -> None:
+    """``python -m benchmarks.cluster --quick`` takes ~40 s: too long for the suite.  Its
+    options and its reading of ``MONITOR`` output are checked here."""
+    check = """if True:
+        from benchmarks.cluster import count_round_trips
+        sample = '''OK
+1.000001 [0 127.0.0.1:5000] "ECHO" "bench-start"
+1.000002 [0 127.0.0.1:6000] "EVALSHA" "abc" "3" "k1"
+1.000003 [0 lua] "XADD" "k1" "*"
+1.000004 [0 127.0.0.1:6000] "hgetall" "k2"
+1.000005 [0 127.0.0.1:5001] "ECHO" "bench-end"
+1.000006 [0 127.0.0.1:6000] "EVALSHA" "late"
+'''
+        counted = count_round_trips(sample, "bench-start", "bench-end")
+        assert counted == {"evalsha": 1, "hgetall": 1}, counted
+    """
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", check], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    usage = subprocess.run(
+        [sys.executable, "-m", "benchmarks.cluster", "--help"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert usage.returncode == 0, usage.stderr
+    assert "--quick" in usage.stdout
