@@ -446,7 +446,11 @@ class _TCPServer(TCPServer):
                 await trio.lowlevel.checkpoint()
                 return
             if isinstance(event, Closed):
-                await self.cork.flush()  # what was held goes out before the FIN
+                # What was held goes out before the FIN, bounded as a response's final
+                # send is (final_send_timeout, which serve() sets as graceful_timeout):
+                # held sends themselves only queue, and are not bounded on their own.
+                with trio.move_on_after(self.config.graceful_timeout):
+                    await self.cork.flush()
         await super().protocol_send(event)
 
     async def send_raw(self, data: bytes) -> None:

@@ -63,6 +63,9 @@ class _State(enum.Enum):
 class Cork(Protocol):
     """A server's offer to hold a connection's writes and send them as one."""
 
+    #: What is held since :meth:`hold` (``None``: not holding; writes go out at once).
+    held: list[bytes] | None
+
     def hold(self) -> None: ...
 
     async def flush(self) -> None: ...
@@ -161,7 +164,9 @@ class GuardedResponse:
                     logger.debug("final send of a response timed out after %.1fs", self.final_send_timeout)
             return
         try:
-            if not bounded:
+            if not bounded or (self._cork is not None and self._cork.held is not None):
+                # Unbounded: the caller bounds it, or the write is held (it only queues;
+                # :meth:`release` writes it, bounded).
                 await self._send(message)
                 return
             with trio.move_on_after(self.send_timeout) as bound:
@@ -208,7 +213,9 @@ class GuardedResponse:
         and never raising (the client may be gone)."""
         gone = self.client_gone
         with trio.CancelScope(shield=True) as scope:
-            scope.deadline = trio.current_time() + self.final_send_timeout
+            if self._cork is None or self._cork.held is None:
+                # (Held, the send only queues: the bound is :meth:`release`'s.)
+                scope.deadline = trio.current_time() + self.final_send_timeout
             try:
                 await send(*args)
             except Exception:
