@@ -301,7 +301,10 @@ class Session:
             self.fleet.touch(self)
         if scope is None or timeout is None:
             return
-        scope.deadline = math.inf if self._busy > 0 else trio.current_time() + timeout
+        if self._busy <= 0:
+            scope.deadline = trio.current_time() + timeout
+        elif scope.deadline != math.inf:  # (each setting costs a deadline re-registration)
+            scope.deadline = math.inf
 
     # -- streams ----------------------------------------------------------------------
 

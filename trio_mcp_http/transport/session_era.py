@@ -235,7 +235,6 @@ class SessionEra:
             raise ProtocolError(
                 400, INVALID_REQUEST, "Invalid Request: batches are not supported in this protocol version"
             )
-        session.touch()
         await self._deliver(session, messages, receive, response, batch=batch, principal=principal)
 
     async def _initialize(
@@ -345,6 +344,7 @@ class SessionEra:
             else:
                 session.take(message)
         if not requests:
+            session.touch()  # (requests touch it as they start and end)
             await response.respond(202, [])
             return
         # Client replies above are taken during a drain; new requests are not.
