@@ -82,6 +82,11 @@ class _Pending:
         self.error: dict[str, Any] | None = None
 
 
+
+def _parked(_: object) -> trio.lowlevel.Abort:
+    """Abort function of a task parked until cancelled."""
+    return trio.lowlevel.Abort.SUCCEEDED
+
 class Session:
     """One legacy-era session (or, in stateless mode, one request's worth of one)."""
 
@@ -96,6 +101,7 @@ class Session:
         "_on_end",
         "_pending",
         "_scope",
+        "_started",
         "_store",
         "_streams",
         "_subscription_bytes",
@@ -149,6 +155,8 @@ class Session:
         #: The session nursery's cancel scope, once :meth:`run` has started: the
         #: session's lifetime *and* its idle clock (its deadline).
         self._scope: trio.CancelScope | None = None
+        #: Set once :meth:`run` has its nursery (or has ended), then dropped.
+        self._started: trio.Event | None = None
         self._store: EventStore | None = None
         self._streams: dict[int, SseStream] = {}
         #: Numbers of finished POST streams still kept for resumption, oldest first.
@@ -181,6 +189,25 @@ class Session:
 
     # -- lifetime ---------------------------------------------------------------------
 
+    async def launch(self, nursery: trio.Nursery) -> None:
+        """Run the session in ``nursery`` and return once it can take requests.
+
+        What ``await nursery.start(session.run)`` does, for ~1 KB less per session
+        for as long as it lives (trio's ``start`` leaves a second cancel status
+        behind on the started task).  Raises the gate's 503 refusal if the session
+        ended before it could start (the server is shutting down).
+        """
+        self._started = started = trio.Event()
+        nursery.start_soon(self.run)
+        await started.wait()
+        if self._nursery is None:
+            raise self.gate.refusal()
+
+    def _now_started(self) -> None:
+        started, self._started = self._started, None
+        if started is not None:
+            started.set()
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the session's tasks until it is terminated or expires."""
         # One cancel scope, the nursery's, is the session's scope *and* its idle clock
@@ -194,14 +221,17 @@ class Session:
                 self._scope = nursery.cancel_scope
                 self._nursery = nursery
                 task_status.started()
+                self._now_started()
                 self.touch()
-                await trio.sleep_forever()
+                # trio.sleep_forever(), one coroutine frame lighter (per idle session).
+                await trio.lowlevel.wait_task_rescheduled(_parked)
         except Exception:
             # A fault in one session (a bug: handlers' errors are answered, not raised)
             # ends that session, never the server and every other session with it.
             logger.exception("session failed; terminating it")
         finally:
             self.terminate()
+            self._now_started()  # a launch() still waiting learns it ended
             await self.close_protocol()
 
     async def close_protocol(self) -> None:

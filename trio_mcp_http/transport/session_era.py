@@ -195,7 +195,7 @@ class SessionEra:
             owner=owner,
         )
         self._sockets.add(session)
-        await self._nursery.start(session.run)
+        await session.launch(self._nursery)
         return session
 
     # -- POST -------------------------------------------------------------------------
@@ -277,7 +277,7 @@ class SessionEra:
         if self.fleet is not None:
             await self.fleet.created(session)
         self._sessions[session_id] = session
-        await self._nursery.start(session.run)
+        await session.launch(self._nursery)
         session_header = [(b"mcp-session-id", session_id.encode())]
         await self._deliver(session, [request], receive, response, session_header, principal=principal)
 
