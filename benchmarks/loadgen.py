@@ -19,6 +19,10 @@ Scenarios (each prints one JSON object on stdout)::
     loadgen.py fanout     --url URL --pid PID --streams 100
     loadgen.py drain      --url URL --pid PID --streams 1000   # sends SIGTERM to PID
     loadgen.py storm      --url URL --pid PID --streams 300 --inflight 100 --cycles 3
+    loadgen.py streams    --url URL --pid PID --streams 1000    # memory per open GET stream
+
+``--pid`` takes a comma-separated list; ``--tree`` adds every descendant of those
+processes (a supervisor and its workers): server CPU and RSS are sums over them.
 
 Every loop is bounded in time; ``--deadline`` caps a whole scenario.
 """
@@ -65,6 +69,54 @@ def proc_cpu(pid: int) -> float | None:
 
 def proc_alive(pid: int) -> bool:
     return proc_cpu(pid) is not None
+
+
+def proc_tree(pids: list[int]) -> list[int]:
+    """``pids`` and every live descendant of theirs (worker processes), from /proc."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        ppid = int(raw[raw.rindex(b")") + 2 :].split()[1])
+        parents.setdefault(ppid, []).append(int(entry))
+    found: list[int] = []
+    todo = list(pids)
+    while todo and len(found) < 10_000:
+        pid = todo.pop()
+        if pid not in found:
+            found.append(pid)
+            todo.extend(parents.get(pid, ()))
+    return found
+
+
+class Processes:
+    """The server's processes: the pids given, plus their descendants with ``tree``
+    (a supervisor and its workers).  CPU and RSS are sums over them."""
+
+    def __init__(self, pids: list[int], tree: bool = False) -> None:
+        self.pids = pids
+        self.tree = tree
+
+    def members(self) -> list[int]:
+        return proc_tree(self.pids) if self.tree else self.pids
+
+    def cpu_by_pid(self) -> dict[int, float]:
+        out = {}
+        for pid in self.members():
+            cpu = proc_cpu(pid)
+            if cpu is not None:
+                out[pid] = cpu
+        return out
+
+    def rss_kb(self) -> int | None:
+        values = [proc_rss_kb(pid) for pid in self.members()]
+        known = [v for v in values if v is not None]
+        return sum(known) if known else None
 
 
 def proc_rss_kb(pid: int) -> int | None:
@@ -631,16 +683,26 @@ def median_of(reps: list[dict[str, Any]], key: str) -> Any:
 
 
 class Window:
-    """Server CPU and wall clock over one measurement window."""
+    """Server CPU (summed over its processes) and wall clock over one measurement
+    window; also this process's own CPU time (``own_cpu``)."""
 
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
+    def __init__(self, pid: int | Processes) -> None:
+        self.procs = pid if isinstance(pid, Processes) else Processes([pid])
         self.t0 = perf()
-        self.cpu0 = proc_cpu(pid) or 0.0
+        self.own0 = time.process_time()
+        self.cpu0 = self.procs.cpu_by_pid()
+        self.own_cpu = 0.0
+        self.processes = len(self.cpu0)
 
     def close(self) -> tuple[float, float]:
         elapsed = perf() - self.t0
-        cpu = (proc_cpu(self.pid) or self.cpu0) - self.cpu0
+        self.own_cpu = time.process_time() - self.own0
+        cpu1 = self.procs.cpu_by_pid()
+        # A process that is gone at the end counts what it had at the start (nothing
+        # more is known); one that appeared during the window counts from zero.
+        cpu = sum(cpu1.get(pid, c0) - c0 for pid, c0 in self.cpu0.items())
+        cpu += sum(c1 for pid, c1 in cpu1.items() if pid not in self.cpu0)
+        self.processes = max(self.processes, len(cpu1))
         return elapsed, cpu
 
 
@@ -692,7 +754,7 @@ def scenario_throughput(args: argparse.Namespace) -> dict[str, Any]:
         if perf() + args.duration > hard:
             break
         engine.start_window()
-        window = Window(args.pid)
+        window = Window(args.procs)
         engine.run_until(perf() + args.duration)
         elapsed, cpu = window.close()
         engine.recording = False
@@ -709,9 +771,11 @@ def scenario_throughput(args: argparse.Namespace) -> dict[str, Any]:
                 "server_cpu_s": cpu,
                 "server_cpu_util": cpu / elapsed if elapsed else 0.0,
                 "cpu_us_per_req": cpu / completed * 1e6 if completed else None,
+                "server_processes": window.processes,
+                "loadgen_cpu_us_per_req": window.own_cpu / completed * 1e6 if completed else None,
             }
         )
-    rss = proc_rss_kb(args.pid)
+    rss = args.procs.rss_kb()
     engine.close_all()
     result: dict[str, Any] = {
         "available": True,
@@ -720,7 +784,16 @@ def scenario_throughput(args: argparse.Namespace) -> dict[str, Any]:
         "rss_kb": rss,
         "reps": reps,
     }
-    for key in ("rps", "p50_ms", "p99_ms", "cpu_us_per_req", "server_cpu_util", "errors"):
+    for key in (
+        "rps",
+        "p50_ms",
+        "p99_ms",
+        "cpu_us_per_req",
+        "server_cpu_util",
+        "errors",
+        "loadgen_cpu_us_per_req",
+        "server_processes",
+    ):
         result[key] = median_of(reps, key)
     return result
 
@@ -870,6 +943,52 @@ class StreamSet:
                 break
             self.engine.step(0.02)
         return self.started >= n
+
+
+# -- scenario: memory per open GET stream -----------------------------------------------------
+
+
+def scenario_streams(args: argparse.Namespace) -> dict[str, Any]:
+    """``--streams`` sessions, each with its standalone GET stream open and kept open:
+    RSS growth / streams, after ``--warm-sessions`` warm-up ones (first-use costs)."""
+    engine = Engine(args.url)
+    hard = perf() + args.deadline
+    warm = StreamSet(engine)
+    warm_n = min(args.warm_sessions, args.streams)
+    if warm_n and not warm.open(warm_n, min(30, args.deadline / 4)):
+        engine.close_all()
+        return {"available": False, "error": (warm.failed or ["streams did not open"])[0]}
+    engine.run_until(perf() + 0.5)
+    base_rss = proc_rss_kb(args.pid) or 0
+    streams = StreamSet(engine)
+    t0 = perf()
+    opened = streams.open(args.streams, max(1.0, min(120, hard - perf() - args.settle - 5)))
+    elapsed = perf() - t0
+    # Keep the loop turning while the server settles (its first events are read).
+    engine.run_until(min(hard, perf() + args.settle))
+    rss = proc_rss_kb(args.pid) or 0
+    live = sum(1 for c in streams.conns if not c.done and c.started and c.outcome is None)
+    warm_live = sum(1 for c in warm.conns if not c.done and c.started and c.outcome is None)
+    engine.close_all()
+    result: dict[str, Any] = {
+        "available": opened or streams.started > 0,
+        "target": args.streams,
+        "streams": streams.started,
+        "open_at_reading": live,
+        "warm_streams": warm.started,
+        "warm_open_at_reading": warm_live,
+        "failed": len(streams.failed),
+        "failures": streams.failed[:3],
+        "ended_early": dict(streams.ended),
+        "base_rss_kb": base_rss,
+        "rss_kb": rss,
+        "delta_kb": rss - base_rss,
+        "kb_per_stream": (rss - base_rss) / streams.started if streams.started else None,
+        "open_elapsed_s": elapsed,
+    }
+    if not result["available"]:
+        result["error"] = (streams.failed or ["streams did not open"])[0]
+    return result
 
 
 # -- scenario: notification fan-out ----------------------------------------------------------
@@ -1183,9 +1302,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("scenario", choices=["throughput", "sessions", "fanout", "drain", "storm"])
+    parser.add_argument("scenario", choices=["throughput", "sessions", "fanout", "drain", "storm", "streams"])
     parser.add_argument("--url", required=True)
-    parser.add_argument("--pid", type=int, required=True, help="server process id (for /proc)")
+    parser.add_argument("--pid", required=True, help="server process id(s) for /proc, comma-separated")
+    parser.add_argument("--tree", action="store_true", help="also count the descendants of --pid")
     parser.add_argument("--deadline", type=float, default=300.0, help="hard cap on the scenario (s)")
     parser.add_argument("--mode", default="sse", choices=["sse", "json", "stateless", "modern"])
     parser.add_argument("--clients", type=int, default=16)
@@ -1205,12 +1325,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--timeout", type=float, default=20.0)
     parser.add_argument("--cycles", type=int, default=3)
     args = parser.parse_args(argv)
+    pids = [int(p) for p in str(args.pid).split(",") if p]
+    args.pid = pids[0]
+    args.procs = Processes(pids, tree=args.tree)
     scenario = {
         "throughput": scenario_throughput,
         "sessions": scenario_sessions,
         "fanout": scenario_fanout,
         "drain": scenario_drain,
         "storm": scenario_storm,
+        "streams": scenario_streams,
     }[args.scenario]
     cpu0 = time.process_time()
     result = scenario(args)

@@ -2,8 +2,13 @@
 """Run the whole benchmark suite: ``python -m benchmarks`` (``--quick`` for a short run).
 
 Every server runs in its own subprocess on 127.0.0.1, pinned to one core; the load
-generator (``benchmarks/loadgen.py``, a separate process too) is pinned to the other.
+generator (``benchmarks/loadgen.py``, a separate process too) is pinned to the other
+(the ``workers`` step pins nothing: two worker processes need both cores).
 Prints a table of figures and ratios and writes JSON to ``benchmarks/results/``.
+
+Steps: throughput, sessions (memory per idle session), streams (memory per open GET
+stream), fanout, drain, storm, workers (stateless eras on 2 worker processes vs 1),
+h2 (HTTP/2 prior-knowledge h2c vs HTTP/1.1).
 
 Servers compared:
 
@@ -41,6 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"
 RESULTS = BENCH / "results"
 LOADGEN = BENCH / "loadgen.py"
+H2LOAD = BENCH / "h2load.py"
 PY = sys.executable
 
 SERVERS = {
@@ -51,6 +57,10 @@ SERVERS = {
     "canned": ["-m", "benchmarks.servers.canned"],
 }
 PEERS = ["ours", "sdk-ours", "sdk-uvicorn", "sdk-hypercorn"]
+#: Servers of the streams, workers and h2 steps.
+STREAM_PEERS = ["ours", "sdk-uvicorn", "sdk-hypercorn"]
+WORKER_PEERS = ["ours", "sdk-uvicorn"]
+H2_PEERS = ["ours", "sdk-hypercorn"]
 #: Column headings of the report.
 SHORT = {
     "ours": "ours",
@@ -80,9 +90,15 @@ def cores() -> tuple[int | None, int | None]:
 
 
 SERVER_CORE, LOADGEN_CORE = cores()
+try:
+    #: Every core this run may use (the runner pins itself later; children inherit that).
+    ALL_CORES: str | None = ",".join(map(str, sorted(os.sched_getaffinity(0))))
+except AttributeError:
+    ALL_CORES = None
 
 
-def pinned(argv: list[str], core: int | None) -> list[str]:
+def pinned(argv: list[str], core: int | str | None) -> list[str]:
+    """``argv`` under ``taskset -c core`` (a core number, or a list such as "0,1")."""
     if core is None:
         return argv
     if shutil.which("taskset"):
@@ -97,25 +113,70 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, name: str, mode: str = "sse", extra: list[str] | None = None, tag: str = "") -> None:
+    """A benchmark server in its own process.  ``workers`` > 1: a supervisor and that many
+    worker processes (``pid`` is the supervisor's; read the tree).  ``pin=False``: free
+    to use every core."""
+
+    def __init__(
+        self,
+        name: str,
+        mode: str = "sse",
+        extra: list[str] | None = None,
+        tag: str = "",
+        *,
+        workers: int = 1,
+        pin: bool = True,
+    ) -> None:
         self.name = name
         self.mode = mode
+        self.workers = workers
+        self.pin = pin
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/mcp"
         logs = RESULTS / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         self.log_path = logs / f"{name}-{mode}{tag}.log"
         argv = [PY, *SERVERS[name], "--port", str(self.port), "--mode", mode, *(extra or [])]
+        if workers > 1:
+            argv += ["--workers", str(workers)]
         self.log = open(self.log_path, "w")  # noqa: SIM115
         env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+        # taskset execs the server in place: same pid.
         self.proc = subprocess.Popen(
-            pinned(argv, SERVER_CORE), cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, env=env
+            pinned(argv, SERVER_CORE if pin else ALL_CORES),
+            cwd=ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
         self.pid = self.proc.pid
-        if shutil.which("taskset") and SERVER_CORE is not None:
-            # taskset execs the server in place: same pid.
-            pass
         self._wait_ready()
+        if workers > 1:
+            self._wait_workers()
+
+    def _wait_workers(self, limit: float = 30.0) -> None:
+        """Until every worker answers: a connection reaching any worker is not enough."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited at start; see {self.log_path}")
+            r = loadgen(
+                "throughput",
+                self,
+                20,
+                tree=True,
+                pin=False,
+                mode="stateless",
+                clients=8,
+                warmup=0,
+                duration=0.3,
+                reps=1,
+            )
+            if r.get("available") and len(proc_children(self.pid)) >= self.workers:
+                time.sleep(1.0)  # a worker still importing joins the accept queue soon
+                return
+            time.sleep(0.3)
+        raise RuntimeError(f"{self.name}: {self.workers} workers did not start; see {self.log_path}")
 
     def _wait_ready(self, limit: float = 30.0) -> None:
         deadline = time.monotonic() + limit
@@ -164,13 +225,32 @@ def server(name: str, mode: str = "sse", extra: list[str] | None = None, tag: st
         srv.stop()
 
 
-def loadgen(scenario: str, srv: Server, deadline: float, **options: Any) -> dict[str, Any]:
-    argv = [PY, str(LOADGEN), scenario, "--url", srv.url, "--pid", str(srv.pid), "--deadline", str(deadline)]
+def loadgen(
+    scenario: str | None,
+    srv: Server,
+    deadline: float,
+    *,
+    tree: bool = False,
+    pin: bool = True,
+    script: Path = LOADGEN,
+    **options: Any,
+) -> dict[str, Any]:
+    """Run one load-generator scenario (``script=H2LOAD``, ``scenario=None``: HTTP/2) and
+    return its JSON.  ``tree``: server CPU and RSS summed over the server's process tree;
+    ``pin=False``: the load generator may run on any core."""
+    argv = [PY, str(script), *([scenario] if scenario else [])]
+    argv += ["--url", srv.url, "--pid", str(srv.pid), "--deadline", str(deadline)]
+    if tree:
+        argv.append("--tree")
     for key, value in options.items():
         argv += [f"--{key.replace('_', '-')}", str(value)]
     try:
         done = subprocess.run(
-            pinned(argv, LOADGEN_CORE), capture_output=True, text=True, timeout=deadline + 60, cwd=ROOT
+            pinned(argv, LOADGEN_CORE if pin else ALL_CORES),
+            capture_output=True,
+            text=True,
+            timeout=deadline + 60,
+            cwd=ROOT,
         )
     except subprocess.TimeoutExpired:
         return {"available": False, "error": "load generator timed out"}
@@ -253,6 +333,18 @@ def run_throughput(p: Profile, results: dict[str, Any]) -> None:
                 srv.stop()
 
 
+def proc_children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (from /proc: ``task/*/children`` is not always there)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                raw = Path(f"/proc/{entry}/stat").read_bytes()
+                if int(raw[raw.rindex(b")") + 2 :].split()[1]) == pid:
+                    out.append(int(entry))
+    return out
+
+
 def proc_rss_kb(pid: int) -> int | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -279,6 +371,208 @@ def run_sessions(p: Profile, results: dict[str, Any]) -> None:
             for pt in r.get("points", [])
         )
         say(f"  sessions   {name:14} base {r.get('base_rss_kb')} KB; {pts or r.get('error')}")
+
+
+def run_streams(p: Profile, results: dict[str, Any]) -> None:
+    """Memory per open GET stream: N sessions, each with its standalone GET stream open
+    (kept open until RSS is read); RSS growth / N, after warm-up streams."""
+    table = results.setdefault("streams", {})
+    for name in STREAM_PEERS:
+        with server(name, "sse", ["--max-sessions", str(p.stream_count * 2 + 1000)], tag="-streams") as srv:
+            r = loadgen(
+                "streams",
+                srv,
+                deadline=p.session_deadline,
+                streams=p.stream_count,
+                warm_sessions=p.stream_warm,
+                settle=1.0,
+            )
+            r["server_error_lines"] = srv.error_lines()
+        idle = idle_session_kb(results, name)
+        if r.get("kb_per_stream") is not None and idle is not None:
+            r["idle_session_kb"] = idle
+            r["kb_beyond_idle_session"] = r["kb_per_stream"] - idle
+        table[name] = r
+        if r.get("available"):
+            say(
+                f"  streams    {name:14} {r['streams']}/{r['target']} streams (open at reading {r['open_at_reading']})"
+                f"  {fmt(r['kb_per_stream'], '{:.1f}')} KB per session with stream"
+                f"  ({fmt(r.get('kb_beyond_idle_session'), '{:+.1f}')} KB beyond an idle session)"
+            )
+        else:
+            say(f"  streams    {name:14} not available: {r.get('error')}")
+
+
+def idle_session_kb(results: dict[str, Any], name: str) -> float | None:
+    """KB per idle session at the largest count of the sessions step, if it ran."""
+    pts = get(results, "sessions", name, "points") or []
+    return pts[-1].get("kb_per_session") if pts else None
+
+
+def summarize(reps: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in keys:
+        values = [w[key] for w in reps if w.get(key) is not None]
+        out[key] = statistics.median(values) if values else None
+    return out
+
+
+WINDOW_KEYS = (
+    "rps",
+    "p50_ms",
+    "p99_ms",
+    "cpu_us_per_req",
+    "server_cpu_util",
+    "errors",
+    "loadgen_cpu_us_per_req",
+)
+
+
+def rotate(
+    p: Profile,
+    cells: list[tuple[str, ...]],
+    measure: Callable[[tuple[str, ...]], dict[str, Any]],
+) -> dict[tuple[str, ...], dict[str, Any]]:
+    """``p.reps`` windows per cell, rotating over the cells (noise falls on all alike);
+    per cell the medians over its windows, or why it is not available."""
+    windows: dict[tuple[str, ...], list[dict[str, Any]]] = {cell: [] for cell in cells}
+    unavailable: dict[tuple[str, ...], str] = {}
+    extra: dict[tuple[str, ...], dict[str, Any]] = {}
+    for rep in range(p.reps):
+        order = cells[rep % len(cells) :] + cells[: rep % len(cells)]
+        for cell in order:
+            if cell in unavailable:
+                continue
+            r = measure(cell)
+            if not r.get("available"):
+                unavailable[cell] = str(r.get("error"))
+                continue
+            windows[cell].extend(r["reps"])
+            totals = extra.setdefault(cell, {})
+            for key in ("connections", "goaways", "resent", "unanswered_after_goaway"):
+                if key in r:  # HTTP/2 connection events, summed over windows
+                    totals[key] = totals.get(key, 0) + (r[key] or 0)
+            totals["rss_kb"] = r.get("rss_kb")
+    out: dict[tuple[str, ...], dict[str, Any]] = {}
+    for cell in cells:
+        if cell in unavailable:
+            out[cell] = {"available": False, "error": unavailable[cell]}
+        else:
+            out[cell] = {
+                "available": True,
+                "reps": windows[cell],
+                **summarize(windows[cell], WINDOW_KEYS),
+                **extra.get(cell, {}),
+            }
+    return out
+
+
+def run_workers(p: Profile, results: dict[str, Any]) -> None:
+    """The stateless eras on 2 worker processes against 1.  Nothing is pinned (2 workers
+    need both cores; the 1-worker servers run the same way): the load generator shares
+    the cores, so its own CPU per request is reported beside the server's (summed over
+    the supervisor and every worker)."""
+    table = results.setdefault("workers", {})
+    for mode in p.worker_modes:
+        servers: dict[tuple[str, int], Server] = {}
+        try:
+            for name in WORKER_PEERS:
+                for n in p.worker_counts:
+                    # Server mode: stateless, as ``serve --workers N`` needs; it serves
+                    # both eras (2025 stateless and 2026-07-28) on one endpoint.
+                    servers[(name, n)] = Server(name, "stateless", tag=f"-w{n}-{mode}", workers=n, pin=False)
+            for clients in p.worker_clients:
+                cells = [(name, str(n)) for name, n in servers]
+
+                def measure(
+                    cell: tuple[str, ...],
+                    clients: int = clients,
+                    mode: str = mode,
+                    servers: dict[tuple[str, int], Server] = servers,
+                ) -> dict[str, Any]:
+                    srv = servers[(cell[0], int(cell[1]))]
+                    return loadgen(
+                        "throughput",
+                        srv,
+                        deadline=p.warmup + p.duration + 40,
+                        tree=True,
+                        pin=False,
+                        mode=mode,
+                        clients=clients,
+                        warmup=p.warmup,
+                        duration=p.duration,
+                        reps=1,
+                    )
+
+                for (name, n), summary in rotate(p, cells, measure).items():
+                    srv = servers[(name, int(n))]
+                    summary["server_error_lines"] = srv.error_lines()
+                    summary["server_processes"] = 1 + len(proc_children(srv.pid))
+                    table.setdefault(mode, {}).setdefault(name, {}).setdefault(n, {})[str(clients)] = summary
+                    if summary["available"]:
+                        say(
+                            f"  workers    {name:14} {mode:9} w={n} c={clients:<3} {summary['rps']:8.0f} req/s"
+                            f"  p50 {summary['p50_ms']:6.2f} ms  p99 {summary['p99_ms']:6.2f} ms"
+                            f"  server cpu {fmt(summary['cpu_us_per_req'], '{:.0f}')} us/req"
+                            f"  loadgen cpu {fmt(summary['loadgen_cpu_us_per_req'], '{:.0f}')} us/req"
+                            f"  err {summary['errors']}"
+                        )
+                    else:
+                        say(
+                            f"  workers    {name:14} {mode:9} w={n} c={clients:<3} not available: {summary['error'][:160]}"
+                        )
+        finally:
+            for srv in servers.values():
+                srv.stop()
+
+
+def run_h2(p: Profile, results: dict[str, Any]) -> None:
+    """HTTP/2 (prior-knowledge h2c: ``p.h2_streams`` concurrent streams on one connection)
+    against HTTP/1.1 (as many keep-alive connections, one request in flight on each),
+    on the same server; pinned as in the throughput step."""
+    table = results.setdefault("h2", {})
+    for mode in p.h2_modes:
+        server_mode = "sse" if mode == "modern" else mode
+        servers: dict[str, Server] = {}
+        try:
+            for name in H2_PEERS:
+                servers[name] = Server(name, server_mode, tag=f"-h2-{mode}")
+            cells = [(name, proto) for name in H2_PEERS for proto in ("h1", "h2")]
+
+            def measure(
+                cell: tuple[str, ...], mode: str = mode, servers: dict[str, Server] = servers
+            ) -> dict[str, Any]:
+                srv = servers[cell[0]]
+                timing = {"warmup": p.warmup, "duration": p.duration, "reps": 1}
+                if cell[1] == "h2":
+                    return loadgen(
+                        None,
+                        srv,
+                        p.warmup + p.duration + 40,
+                        script=H2LOAD,
+                        mode=mode,
+                        streams=p.h2_streams,
+                        **timing,
+                    )
+                return loadgen(
+                    "throughput", srv, p.warmup + p.duration + 40, mode=mode, clients=p.h2_streams, **timing
+                )
+
+            for (name, proto), summary in rotate(p, cells, measure).items():
+                summary["server_error_lines"] = servers[name].error_lines()
+                table.setdefault(mode, {}).setdefault(name, {})[proto] = summary
+                if summary["available"]:
+                    say(
+                        f"  h2         {name:14} {mode:9} {proto} x{p.h2_streams} {summary['rps']:8.0f} req/s"
+                        f"  p50 {summary['p50_ms']:6.2f} ms  p99 {summary['p99_ms']:6.2f} ms"
+                        f"  cpu {fmt(summary['cpu_us_per_req'], '{:.0f}')} us/req  err {summary['errors']}"
+                        + (f"  connections {summary.get('connections')}" if proto == "h2" else "")
+                    )
+                else:
+                    say(f"  h2         {name:14} {mode:9} {proto} not available: {summary['error'][:160]}")
+        finally:
+            for srv in servers.values():
+                srv.stop()
 
 
 def run_fanout(p: Profile, results: dict[str, Any]) -> None:
@@ -405,8 +699,29 @@ def report(results: dict[str, Any], p: Profile) -> tuple[str, list[dict[str, Any
                 for pt in r.get("points", [])
             )
             out(f"  {name:14} base RSS {fmt(r.get('base_rss_kb'), '{:>7}')} KB  {pts or r.get('error', '')}")
+    if "streams" in results:
+        out("")
+        out(
+            f"memory per open GET stream: {p.stream_count} sessions, each with its standalone GET stream open"
+            " (RSS growth / streams, after warm-up streams)"
+        )
+        for name in STREAM_PEERS:
+            r = results["streams"].get(name) or {}
+            if not r.get("available"):
+                out(f"  {name:14} not available: {r.get('error')}")
+                continue
+            out(
+                f"  {name:14} {r['streams']:>5}/{r['target']} streams (open at reading {r['open_at_reading']}):"
+                f" {fmt(r['kb_per_stream'], '{:6.1f}')} KB per session with stream;"
+                f" idle session {fmt(r.get('idle_session_kb'), '{:.1f}', 'n/a (sessions step not run)')} KB;"
+                f" stream beyond it {fmt(r.get('kb_beyond_idle_session'), '{:+.1f}')} KB"
+            )
     if "fanout" in results:
         report_fanout(results, p, out)
+    if "workers" in results:
+        report_workers(results, p, out)
+    if "h2" in results:
+        report_h2(results, p, out)
     if "drain" in results:
         out("")
         out(
@@ -498,6 +813,68 @@ def report_throughput(results: dict[str, Any], p: Profile, out: Callable[[str], 
         )
 
 
+def report_workers(results: dict[str, Any], p: Profile, out: Callable[[str], None]) -> None:
+    out("")
+    out(
+        "stateless eras on worker processes (server mode stateless; nothing pinned: the load generator"
+        " shares both cores; CPU per request: server = supervisor + workers, loadgen = its own)"
+    )
+    out(
+        f"  {'server':14} {'mode':9} {'c':>3} {'workers':>7} | {'req/s':>7} {'x1':>6} | {'p50 ms':>7} {'p99 ms':>7}"
+        f" | {'srv us':>6} {'lg us':>6}"
+    )
+    for mode in p.worker_modes:
+        for name in WORKER_PEERS:
+            for c in p.worker_clients:
+                one = get(results, "workers", mode, name, "1", str(c)) or {}
+                for n in p.worker_counts:
+                    r = get(results, "workers", mode, name, str(n), str(c)) or {}
+                    if not r.get("available"):
+                        out(
+                            f"  {name:14} {mode:9} {c:>3} {n:>7} | not available: {str(r.get('error'))[:120]}"
+                        )
+                        continue
+                    scale = ratio(r.get("rps"), one.get("rps")) if one.get("available") else None
+                    out(
+                        f"  {name:14} {mode:9} {c:>3} {n:>7} | {fmt(r['rps'], '{:7.0f}')} {fmt(scale, '{:5.2f}x')} |"
+                        f" {fmt(r['p50_ms'], '{:7.2f}')} {fmt(r['p99_ms'], '{:7.2f}')} |"
+                        f" {fmt(r['cpu_us_per_req'], '{:6.0f}')} {fmt(r['loadgen_cpu_us_per_req'], '{:6.0f}')}"
+                    )
+
+
+def report_h2(results: dict[str, Any], p: Profile, out: Callable[[str], None]) -> None:
+    out("")
+    out(
+        f"HTTP/2 (h2c prior knowledge, {p.h2_streams} concurrent streams on one connection) vs HTTP/1.1"
+        f" ({p.h2_streams} keep-alive connections); server pinned"
+    )
+    out(
+        f"  {'server':14} {'mode':7} {'proto':5} | {'req/s':>7} {'h2/h1':>6} | {'cpu us':>6} {'h2/h1':>6} |"
+        f" {'p50 ms':>7} {'p99 ms':>7} | h2 connections, streams unanswered at GOAWAY"
+    )
+    for mode in p.h2_modes:
+        for name in H2_PEERS:
+            h1 = get(results, "h2", mode, name, "h1") or {}
+            for proto in ("h1", "h2"):
+                r = get(results, "h2", mode, name, proto) or {}
+                if not r.get("available"):
+                    out(f"  {name:14} {mode:7} {proto:5} | not available: {str(r.get('error'))[:120]}")
+                    continue
+                rel = proto == "h2" and h1.get("available")
+                out(
+                    f"  {name:14} {mode:7} {proto:5} | {fmt(r['rps'], '{:7.0f}')}"
+                    f" {fmt(ratio(r['rps'], h1.get('rps')) if rel else None, '{:5.2f}x', '      ')} |"
+                    f" {fmt(r['cpu_us_per_req'], '{:6.0f}')}"
+                    f" {fmt(ratio(r['cpu_us_per_req'], h1.get('cpu_us_per_req')) if rel else None, '{:5.2f}x', '      ')} |"
+                    f" {fmt(r['p50_ms'], '{:7.2f}')} {fmt(r['p99_ms'], '{:7.2f}')} |"
+                    + (
+                        f" {r.get('connections')}, {r.get('unanswered_after_goaway')}"
+                        if proto == "h2"
+                        else ""
+                    )
+                )
+
+
 def report_fanout(results: dict[str, Any], p: Profile, out: Callable[[str], None]) -> None:
     out("")
     out("notification fan-out over live GET streams (notifications/message to every stream)")
@@ -565,7 +942,7 @@ def evaluate(results: dict[str, Any], p: Profile) -> list[dict[str, Any]]:
 
     c = 16
     if "throughput" in results:
-        for mode, limit in (("json", 1.3), ("sse", 1.5)):
+        for mode, limit in (("json", 1.3), ("modern", 1.3), ("sse", 1.5)):
             add(
                 f"server CPU per tools/call vs canned, {mode}, {c} clients",
                 ratio(
@@ -575,12 +952,23 @@ def evaluate(results: dict[str, Any], p: Profile) -> list[dict[str, Any]]:
                 limit,
                 at_most=True,
             )
-        for mode, limit in (("sse", 2.0), ("stateless", 2.5), ("json", 1.2)):
+        for mode, limit in (("sse", 2.2), ("stateless", 2.5), ("json", 1.2), ("modern", 1.5)):
             add(
                 f"throughput vs sdk-uvicorn, {mode}, {c} clients",
                 ratio(tp(results, mode, "ours", c, "rps"), tp(results, mode, "sdk-uvicorn", c, "rps")),
                 limit,
                 at_most=False,
+            )
+        for mode in p.modes:
+            if get(results, "throughput", mode, "ours", "64") is None:
+                continue  # 64 clients not measured in this run
+            add(
+                f"p99 latency vs sdk-uvicorn, {mode}, 64 clients (lower)",
+                ratio(
+                    tp(results, mode, "ours", 64, "p99_ms"), tp(results, mode, "sdk-uvicorn", 64, "p99_ms")
+                ),
+                1.0,
+                at_most=True,
             )
         for mode in p.modes:
             add(
@@ -595,7 +983,7 @@ def evaluate(results: dict[str, Any], p: Profile) -> list[dict[str, Any]]:
             add(
                 f"memory per idle session at {pts[-1]['sessions']} sessions",
                 pts[-1]["kb_per_session"],
-                10.0,
+                8.0,
                 at_most=True,
                 unit=" KB",
             )
@@ -653,14 +1041,24 @@ class Profile:
         self.grace = 10.0
         self.drain_extra = 5.0 if quick else 10.0
         self.storm_cycles = 2 if quick else 3
+        self.stream_count = 200 if quick else 1000
+        self.stream_warm = 50 if quick else 200
+        self.worker_modes = ["stateless", "modern"]
+        self.worker_counts = [1, 2]
+        self.worker_clients = [16, 64]
+        self.h2_modes = ["json", "modern"]
+        self.h2_streams = 16
 
 
 STEPS = {
     "throughput": run_throughput,
     "sessions": run_sessions,
+    "streams": run_streams,
     "fanout": run_fanout,
     "drain": run_drain,
     "storm": run_storm,
+    "workers": run_workers,
+    "h2": run_h2,
 }
 
 

@@ -1,9 +1,22 @@
 """Ours: the same tools on trio_mcp_http, served by ``serve()`` on Hypercorn's trio worker.
 
 python -m benchmarks.servers.ours --port 8000 --mode sse
+python -m benchmarks.servers.ours --port 8000 --mode stateless --workers 2
+
+``--workers N`` (N > 1) does what ``trio-mcp-http serve --workers N`` does: bind the
+socket once, then run N copies of this very server on it (``--fd``), one shared
+``request_state_key``, SIGTERM passed on to each.  Each worker is the 1-worker server.
 """
 
 from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
 
 import trio
 
@@ -41,15 +54,48 @@ async def broadcast(start: int, count: int = 1) -> str:
     return "ok"
 
 
+def run_workers(n: int, host: str, port: int, rest: list[str]) -> int:
+    """Bind once, run ``n`` workers of this module on the socket; wait for them all."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    env = dict(os.environ, BENCH_REQUEST_STATE_KEY=secrets.token_hex(32))
+    command = [sys.executable, "-m", "benchmarks.servers.ours", *rest, "--fd", str(sock.fileno())]
+    workers = [
+        subprocess.Popen(command, pass_fds=[sock.fileno()], env=env, start_new_session=True) for _ in range(n)
+    ]
+
+    def stop(signum: int, frame: object) -> None:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    codes = [worker.wait() for worker in workers]
+    sock.close()
+    return max(codes, key=abs)
+
+
 def main() -> None:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--workers", type=int, default=1)
+    pre.add_argument("--fd", type=int, default=None)
+    extra, rest = pre.parse_known_args()
+    sys.argv[1:] = rest
     args = parse_args(__doc__ or "")
+    if extra.workers > 1:
+        sys.exit(run_workers(extra.workers, args.host, args.port, rest))
+    key = os.environ.get("BENCH_REQUEST_STATE_KEY")
     config = TransportConfig(
         json_response=args.mode == "json",
         stateless=args.mode == "stateless",
         max_sessions=args.max_sessions,
         grace_period=args.grace,
+        **({"request_state_key": key.encode()} if key else {}),
     )
-    trio.run(lambda: serve(server, host=args.host, port=args.port, config=config))
+    sock = None if extra.fd is None else socket.socket(fileno=extra.fd)
+    trio.run(lambda: serve(server, host=args.host, port=args.port, config=config, sock=sock))
 
 
 if __name__ == "__main__":

@@ -8,12 +8,19 @@ the same worker as ours; the SDK is anyio-based, so it runs on Trio), or, the ve
 every request, and our HTTP layer, sessions and streams carrying them).
 
     python -m benchmarks.servers.sdk --port 8001 --mode sse --runner uvicorn
+    python -m benchmarks.servers.sdk --port 8001 --mode stateless --runner uvicorn --workers 2
+
+``--workers N`` (uvicorn only) is ``uvicorn --workers N``: uvicorn's supervisor and N
+worker processes, each building the same app (``uvicorn_app``, below).
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import json
+import os
+import sys
 import warnings
 from typing import Any
 
@@ -86,8 +93,40 @@ def serve_on_trio_mcp_http(args: argparse.Namespace) -> None:
     )
 
 
+def uvicorn_app() -> Any:
+    """The app of one ``uvicorn --workers N`` worker (settings from the supervisor)."""
+    settings = json.loads(os.environ["BENCH_SDK_APP"])
+    return mcp.streamable_http_app(**settings)
+
+
 def main() -> None:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--workers", type=int, default=1)
+    extra, rest = pre.parse_known_args()
+    sys.argv[1:] = rest
     args = parse_args(__doc__ or "")
+    if extra.workers > 1:
+        if args.runner != "uvicorn":
+            raise SystemExit("--workers > 1: uvicorn only")
+        import uvicorn
+
+        os.environ["BENCH_SDK_APP"] = json.dumps(
+            {
+                "json_response": args.mode == "json",
+                "stateless_http": args.mode == "stateless",
+                "max_sessions": args.max_sessions,
+                "host": args.host,
+            }
+        )
+        uvicorn.run(
+            "benchmarks.servers.sdk:uvicorn_app",
+            factory=True,
+            workers=extra.workers,
+            host=args.host,
+            port=args.port,
+            log_level="warning",
+        )
+        return
     if args.runner == "trio-mcp-http":
         serve_on_trio_mcp_http(args)
         return
