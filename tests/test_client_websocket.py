@@ -11,6 +11,8 @@ collector would fail the test that leaked it.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from typing import Any
 
 import pytest
@@ -452,3 +454,30 @@ async def test_a_socket_is_a_session_and_other_misuse_is_refused() -> None:
     with pytest.raises(UsageError, match="http2"):
         async with open_mcp_client(url, http2=True):
             pass
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+async def test_a_refused_handshake_leaves_no_connection_open(server: McpServer) -> None:
+    """The client's TCP connection of a refused handshake is closed, not left to the
+    garbage collector: the process holds no more sockets after the refusals, before
+    any collection (and none is found unclosed by one)."""
+
+    def open_sockets() -> int:
+        count = 0
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):
+                count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+        return count
+
+    async with serving(server) as (handle, _):
+        with trio.fail_after(10):
+            with pytest.raises(ProtocolError):  # warm-up: the server's own sockets exist
+                async with open_mcp_client(ws_url(handle), headers={"origin": "http://evil.example"}):
+                    pass
+            before = open_sockets()
+            for _ in range(5):
+                with pytest.raises(ProtocolError):
+                    async with open_mcp_client(ws_url(handle), headers={"origin": "http://evil.example"}):
+                        pass
+            await trio.testing.wait_all_tasks_blocked()
+            assert open_sockets() <= before

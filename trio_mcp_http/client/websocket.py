@@ -39,6 +39,7 @@ import secrets
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
 
 import trio
 from trio_websocket import (
@@ -47,7 +48,7 @@ from trio_websocket import (
     ConnectionTimeout,
     HandshakeError,
     WebSocketConnection,
-    open_websocket_url,
+    wrap_client_stream,
 )
 
 from ..protocol import jsonrpc
@@ -416,21 +417,31 @@ async def open_websocket(
     the socket with 1009.
     """
     extra = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in (headers or {}).items()]
+    # The connection is ours, and closed whatever happens: the library's own
+    # open_websocket_url leaves the TCP connection of a refused handshake open
+    # (trio-websocket 0.12).
+    stream, authority, resource = await _open_stream(url, io_timeout)
     failure: BaseException | None = None
-    opened = False
+    refused: BaseException | None = None
     try:
-        async with open_websocket_url(
-            url,
-            subprotocols=[SUBPROTOCOL],
-            extra_headers=extra,
-            max_message_size=max_message_size,
-            connect_timeout=io_timeout,
-            disconnect_timeout=io_timeout,
-        ) as ws:
-            opened = True
-            transport = WebSocket(ws, url, send_timeout=io_timeout)
-            try:
-                async with trio.open_nursery() as nursery:
+        try:
+            async with trio.open_nursery() as nursery:
+                try:
+                    with trio.fail_after(io_timeout):
+                        ws = await wrap_client_stream(
+                            nursery,
+                            stream,
+                            authority,
+                            resource,
+                            subprotocols=[SUBPROTOCOL],
+                            extra_headers=extra,
+                            max_message_size=max_message_size,
+                        )
+                except (HandshakeError, trio.TooSlowError, OSError, trio.BrokenResourceError) as exc:
+                    refused = exc
+                    nursery.cancel_scope.cancel()
+                else:
+                    transport = WebSocket(ws, url, send_timeout=io_timeout)
                     nursery.start_soon(transport.read, name="trio_mcp_http.client.websocket.read")
                     try:
                         if ws.subprotocol != SUBPROTOCOL:
@@ -444,15 +455,45 @@ async def open_websocket(
                         # ExceptionGroup.
                         failure = exc
                     finally:
-                        # Closed while the readers still run, so that the server's
-                        # answer to the close frame is read.
+                        # Closed while the readers still run, so that the server's answer
+                        # to the close frame is read.
                         await transport.aclose()
                         nursery.cancel_scope.cancel()
-            finally:
-                await transport.aclose()
-    except (HandshakeError, OSError) as exc:
-        if opened:
-            raise
-        raise _handshake_error(url, exc) from exc
+        except* HandshakeError as group:
+            # The library's reader task raises the refusal too, in the nursery.
+            if refused is None:
+                refused = group.exceptions[0]
+    finally:
+        with trio.CancelScope(shield=True):
+            await stream.aclose()
+    if refused is not None:
+        timed_out = ConnectionTimeout() if isinstance(refused, trio.TooSlowError) else refused
+        raise _handshake_error(url, timed_out) from refused
     if failure is not None:
         raise failure
+
+
+async def _open_stream(
+    url: str, io_timeout: float
+) -> tuple[trio.SocketStream | trio.SSLStream[trio.SocketStream], str, str]:
+    """A connection to ``url``'s host, with the Host header value and the resource."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise TransportError(f"not a ws:// or wss:// URL: {url!r}")
+    secure = parts.scheme == "wss"
+    host = parts.hostname
+    authority = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        authority = f"{authority}:{parts.port}"
+    resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    port = parts.port or (443 if secure else 80)
+    try:
+        with trio.fail_after(io_timeout):
+            if secure:
+                secured = await trio.open_ssl_over_tcp_stream(host, port, https_compatible=True)
+                return secured, authority, resource
+            return await trio.open_tcp_stream(host, port), authority, resource
+    except trio.TooSlowError as exc:
+        raise TransportError(f"connecting to {url} timed out") from exc
+    except OSError as exc:
+        raise _handshake_error(url, exc) from exc
