@@ -11,7 +11,8 @@ driven by the load generator's engine (``benchmarks/loadgen.py``) in its own pro
   on a worker other than the one that created it; the machine has two cores, so the
   load generator's and Redis's CPU per request are printed alongside;
 * Redis round trips per ``tools/call`` on an established session (counted with
-  ``MONITOR``: commands sent by clients, not those a script runs);
+  ``MONITOR``: commands sent by clients, not those a script runs; a worker's queued
+  writes go together in one script call);
 * Redis memory per idle session (``INFO memory`` used_memory over N sessions).
 
 Every process is on 127.0.0.1; redis-server is started here on a free port with no

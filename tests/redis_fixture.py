@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -79,6 +80,28 @@ class RedisServer:
             ["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True, check=True, timeout=10
         )
         return done.stdout.strip()
+
+    def reset_stats(self) -> None:
+        self.cli("CONFIG", "RESETSTAT")
+
+    def command_calls(self) -> Counter[str]:
+        """``INFO commandstats`` since :meth:`reset_stats`: calls per command, those a
+        script runs included."""
+        counted: Counter[str] = Counter()
+        for line in self.cli("INFO", "commandstats").splitlines():
+            name, _, stats = line.partition(":")
+            if name.startswith("cmdstat_"):
+                counted[name.removeprefix("cmdstat_")] = int(stats.split(",")[0].removeprefix("calls="))
+        return counted
+
+    #: What a worker sends itself (rather than from a script): script calls, and the
+    #: reads and the tag counter's increment.  Every one is a round trip of its own.
+    SENT = frozenset({"evalsha", "eval", "hgetall", "xrange", "get", "incr"})
+
+    def round_trips(self) -> int:
+        """The workers' round trips since :meth:`reset_stats` (a script's own commands,
+        counted by Redis too, are not round trips)."""
+        return sum(calls for command, calls in self.command_calls().items() if command in self.SENT)
 
 
 @contextmanager

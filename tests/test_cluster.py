@@ -223,7 +223,8 @@ async def test_an_unknown_or_foreign_session_id_is_not_found(redis: RedisServer)
         # Nothing was created for the ids that were looked up.
         keys = (await trio.to_thread.run_sync(redis.cli, "--raw", "KEYS", "*")).split()
         assert "trio-mcp:sessions" in keys
-        assert all(key == "trio-mcp:sessions" or session in key for key in keys), keys
+        shared = ("trio-mcp:sessions", "trio-mcp:tags")
+        assert all(key in shared or session in key for key in keys), keys
 
 
 async def test_keys_expire_with_their_sessions(redis: RedisServer) -> None:
@@ -244,13 +245,16 @@ async def test_keys_expire_with_their_sessions(redis: RedisServer) -> None:
         for key in keys:
             if key == "trio-mcp:sessions":
                 continue  # trimmed of expired ids; deleted with its last member
+            if key == "trio-mcp:tags":
+                continue  # the workers' tag counter: one small key, for good
             ttl = int(await trio.to_thread.run_sync(redis.cli, "PTTL", key))
             assert 0 < ttl <= 65_000, (key, ttl)  # the timeout and a refresh interval (5 s)
         for n, session in enumerate(sessions):
             assert (await (a, b)[n % 2].client.delete(session)).status_code == 204
         await a.handle.app._fleet.flush()
         await b.handle.app._fleet.flush()
-        assert await trio.to_thread.run_sync(redis.cli, "DBSIZE") == "0"
+        keys = (await trio.to_thread.run_sync(redis.cli, "--raw", "KEYS", "*")).split()
+        assert keys == ["trio-mcp:tags"]
 
 
 async def test_a_draining_worker_hands_its_clients_to_the_others(redis: RedisServer) -> None:
@@ -321,3 +325,119 @@ async def test_a_listen_stream_hears_notifications_raised_on_another_worker(redi
             assert changed["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] == "L1"
         finally:
             await listen.aclose()
+
+
+async def test_a_tools_call_costs_at_most_one_round_trip(redis: RedisServer) -> None:
+    """An established session's ``tools/call``: SSE answers are logged (the stream's
+    first event, the answer, its end) in one round trip; JSON answers in none."""
+    calls = 20
+    for json_response, most in ((False, calls), (True, 0)):
+        async with fleet(redis.url, 1, json_response=json_response) as (a,):
+            session = await open_session(a)
+            # Established: restored, touched, the scripts loaded.
+            assert (await a.client.post(call_tool(1, "echo", text="x"), session)).status_code == 200
+            await a.handle.app._fleet.flush()
+            await trio.to_thread.run_sync(redis.reset_stats)
+            for n in range(calls):
+                answered = await a.client.post(call_tool(10 + n, "echo", text=f"call {n}"), session)
+                assert answered.status_code == 200
+                assert response_messages(answered)[-1]["result"]["content"][0]["text"] == f"call {n}"
+            await a.handle.app._fleet.flush()
+            trips = await trio.to_thread.run_sync(redis.round_trips)
+            assert trips <= most, (json_response, await trio.to_thread.run_sync(redis.command_calls))
+            if not json_response:
+                # Logged all the same: each call's stream resumes from the log.
+                keys = (await trio.to_thread.run_sync(redis.cli, "--raw", "KEYS", f"*e:{session}:*")).split()
+                assert len(keys) >= calls
+
+
+@asynccontextmanager
+async def held_restore(worker: Worker, session: str) -> AsyncIterator[tuple[trio.Event, trio.Event]]:
+    """``worker``'s next restore of ``session`` waits, once it has read the record,
+    until the second event is set; the first is set when it gets there."""
+    backend = worker.handle.app._fleet.backend
+    load = backend.load_session
+    loaded, release = trio.Event(), trio.Event()
+
+    async def held(session_id: str) -> Any:
+        record = await load(session_id)
+        if session_id == session:
+            loaded.set()
+            await release.wait()
+        return record
+
+    backend.load_session = held
+    try:
+        yield loaded, release
+    finally:
+        del backend.load_session
+
+
+@asynccontextmanager
+async def bus_watch(worker: Worker, session: str, kind: str) -> AsyncIterator[trio.Event]:
+    """Set once ``worker``'s bus has brought a ``kind`` signal for ``session``."""
+    fleet_hooks = worker.handle.app._fleet
+    signal = fleet_hooks.signal
+    seen = trio.Event()
+
+    def watched(session_id: str, sig: Any) -> None:
+        signal(session_id, sig)
+        if session_id == session and sig.kind == kind:
+            seen.set()
+
+    fleet_hooks.signal = watched
+    try:
+        yield seen
+    finally:
+        del fleet_hooks.signal
+
+
+async def test_a_delete_during_a_restore_on_another_worker_is_not_lost(redis: RedisServer) -> None:
+    """B reads the record, then A deletes the session and B's bus brings the end
+    before B's copy is listed: B's copy ends too (the request gets 404)."""
+    async with fleet(redis.url) as (a, b):
+        session = await open_session(a)
+        answers: list[Any] = []
+        async with (
+            held_restore(b, session) as (loaded, release),
+            bus_watch(b, session, "end") as ended,
+            trio.open_nursery() as nursery,
+        ):
+
+            async def call_on_b() -> None:
+                answers.append(await b.client.post(call_tool(1, "echo", text="x"), session))
+
+            nursery.start_soon(call_on_b)
+            with trio.fail_after(10):
+                await loaded.wait()
+                assert (await a.client.delete(session)).status_code == 204
+                await ended.wait()
+            release.set()
+        assert answers[0].status_code == 404
+        assert session not in b.handle.app._sessions._sessions
+        assert (await b.client.post(call_tool(2, "echo", text="x"), session)).status_code == 404
+
+
+async def test_a_state_change_during_a_restore_on_another_worker_is_not_lost(redis: RedisServer) -> None:
+    async with fleet(redis.url) as (a, b):
+        session = await open_session(a)
+        async with (
+            held_restore(b, session) as (loaded, release),
+            bus_watch(b, session, "state") as changed,
+            trio.open_nursery() as nursery,
+        ):
+            answers: list[Any] = []
+
+            async def call_on_b() -> None:
+                answers.append(await b.client.post(call_tool(1, "echo", text="x"), session))
+
+            nursery.start_soon(call_on_b)
+            with trio.fail_after(10):
+                await loaded.wait()
+                level = await a.client.post(request(2, "logging/setLevel", {"level": "error"}), session)
+                assert level.status_code == 200
+                await changed.wait()
+            release.set()
+        assert answers[0].status_code == 200
+        restored = b.handle.app._sessions._sessions[session]
+        assert restored.log_level == "error"

@@ -139,11 +139,13 @@ class Backend(Protocol):
 
     The coroutines are bounded: each raises :class:`BackendUnavailable` rather than
     wait on an unreachable store.  The plain methods never wait: they queue writes,
-    which one writer applies in order (and :meth:`flush` waits for).
+    which one writer applies in order (and :meth:`flush` waits for), those queued
+    together in one round trip.
     """
 
-    #: Distinct per worker: prefixes the stream numbers and server-to-client request
-    #: ids a worker allocates, so no two workers issue the same one.
+    #: Distinct per live worker (below 2**21): prefixes the stream numbers and
+    #: server-to-client request ids a worker allocates, so no two workers issue the
+    #: same one.  Final before the first session joins the fleet here.
     tag: int
 
     @property

@@ -16,19 +16,21 @@ it is ever used in a name)::
                         ``replayable_streams``; the oldest is deleted to make room)
     t:<tid>             string: a task's record (JSON), written by the worker running
                         the task; ``<tid>`` a task id of the shape we issue
+    tags                string: the counter worker tags are taken from (no TTL)
 
     channel c:<sid>     the session's bus
     channel bcast       server-wide notifications
     channel tasks       ``tasks/cancel`` and ``tasks/update`` for the worker running
                         the task
 
-Every key of a session carries the session's idle timeout as its TTL, refreshed on
-activity, so nothing outlives the session; the sorted set is trimmed of expired ids
-whenever a session is created and holds at most ``max_sessions``.  Each multi-key
-change is one Lua script, so every worker sees one order.  The scripts touch keys
-derived from the session id, which a Redis Cluster cannot route: use one Redis server
-(with a replica for failover).  A task's record carries the task's remaining ttl as
-its TTL, set again with every write: it expires with the task.
+Every key of a session carries the session's idle timeout (plus the interval at which
+activity is written) as its TTL, refreshed on activity, so nothing outlives the
+session; the sorted set is trimmed of expired ids whenever a session is created and
+holds at most ``max_sessions``.  Each multi-key change is one Lua script, so every
+worker sees one order.  The scripts touch keys derived from the session id, which a
+Redis Cluster cannot route: use one Redis server (with a replica for failover).  A
+task's record carries the task's remaining ttl as its TTL, set again with every write:
+it expires with the task.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
+import trio.testing
 
 from ..protocol import jsonrpc, sse
 from ..protocol.errors import ConfigError
@@ -75,6 +78,9 @@ return 1
 """
 )
 
+# The operations of queued writes, applied by :data:`_BATCH`: each a Lua function of
+# its own KEYS and ARGV.
+
 # KEYS: sessions, s:<sid>, e:<sid>:0, l:<sid>.  ARGV: ttl_ms, sid.
 _TOUCH = (
     """
@@ -103,19 +109,15 @@ end
 """
 
 # KEYS: s:<sid>, e:<sid>:0.  ARGV: message, maxlen, ttl_ms, channel, origin.
-_PUBLISH = (
-    _APPEND0
-    + """
+_PUBLISH = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 return append0(KEYS[1], KEYS[2], ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5])
 """
-)
 
 # KEYS: sessions.  ARGV: prefix, message, maxlen, ttl_ms, filter ('all', 'uri',
 # 'rank'), its argument, origin.  Only sessions whose GET stream was ever opened.
 _BROADCAST = (
-    _APPEND0
-    + _NOW
+    _NOW
     + """
 local prefix = ARGV[1]
 local n = 0
@@ -187,6 +189,53 @@ redis.call('HSET', KEYS[1], 'get', '1')
 return 1
 """
 
+#: The operations a queued write may be: name -> Lua body (of KEYS and ARGV).
+_OPERATIONS = {
+    "touch": _TOUCH,
+    "publish": _PUBLISH,
+    "broadcast": _BROADCAST,
+    "append": _APPEND,
+    "get": _MARK_GET,
+    # KEYS: none.  ARGV: channel, message.
+    "pub": "return redis.call('PUBLISH', ARGV[1], ARGV[2])",
+    # KEYS: t:<tid>.  ARGV: record, ttl_ms.
+    "set": "return redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])",
+    # KEYS: t:<tid>.
+    "del": "return redis.call('DEL', KEYS[1])",
+}
+
+# Queued writes, applied in one round trip, in order.  ARGV: for each write its
+# operation's name, how many keys and arguments it has, then its arguments; KEYS:
+# each write's keys, in the same order.  Each write runs under pcall: one Redis
+# refuses (out of memory, a key of the wrong type) is reported in its place in the
+# answer (1 for a write applied, else the error) and the others are applied, as
+# when each was a call of its own.
+_BATCH = (
+    _APPEND0
+    + "local ops = {}\n"
+    + "".join(f"ops['{name}'] = function(KEYS, ARGV)\n{body}\nend\n" for name, body in _OPERATIONS.items())
+    + """
+local results = {}
+local k, a = 1, 1
+while a <= #ARGV do
+  local op, nkeys, nargs = ops[ARGV[a]], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  local keys = {unpack(KEYS, k, k + nkeys - 1)}
+  local args = {unpack(ARGV, a + 3, a + 2 + nargs)}
+  k = k + nkeys
+  a = a + 3 + nargs
+  local ok, err = pcall(op, keys, args)
+  if ok then
+    results[#results + 1] = 1
+  elseif type(err) == 'table' and err.err then
+    results[#results + 1] = err.err
+  else
+    results[#results + 1] = tostring(err)
+  end
+end
+return results
+"""
+)
+
 
 def _payload(kind: str, origin: int, stream: int = 0, seq: int = 0, body: bytes = b"") -> bytes:
     """A bus message: a header line, then the body as is."""
@@ -207,7 +256,13 @@ def _parse_payload(data: bytes) -> Signal | None:
     return Signal(kind, origin, stream, seq, body=body)
 
 
-WriteOp = Callable[[], Awaitable[Any]]
+#: A queued write: an operation of :data:`_BATCH`, its keys and its arguments.
+WriteOp = tuple[str, list[str], list[Any]]
+
+#: Worker tags are 1 to 2**21 - 1: a session's server-to-client request ids are
+#: ``(tag << 32) + n``, below 2**53, so that a JavaScript client, whose numbers are
+#: doubles, answers the very same id.
+_TAGS = 2**21 - 1
 
 
 class RedisBackend:
@@ -219,6 +274,15 @@ class RedisBackend:
     the POST streams kept per session, ``timeout`` the bound on every Redis call, and
     ``prefix`` the start of every key and channel name (several deployments can share
     one Redis server under different prefixes).
+
+    Queued writes are applied in order by one writer, from a queue of at most
+    ``max_queued``: what is queued together goes in one round trip (one script call of
+    at most ``max_batch`` writes).  The writer lets the writes of what is running join
+    the batch: it waits until this worker has nothing else to run (a quick request has
+    then queued all of its writes), at most ``write_linger`` seconds.
+
+    The worker's :attr:`tag` comes from a counter in Redis (``<prefix>tags``), so no two
+    live workers share one (it wraps after 2**21 - 1 workers started).
     """
 
     def __init__(
@@ -231,6 +295,8 @@ class RedisBackend:
         timeout: float = 2.0,
         prefix: str = "trio-mcp:",
         max_queued: int = 10_000,
+        max_batch: int = 256,
+        write_linger: float = 0.002,
     ) -> None:
         try:
             import coredis
@@ -242,9 +308,11 @@ class RedisBackend:
             raise ConfigError(f"redis_url must be a redis://, rediss:// or unix:// URL, not {url!r}")
         self._url = url
         self._coredis = coredis
-        # A session's server-to-client request ids are (tag << 32) + n: below 2**53, so
-        # that a JavaScript client, whose numbers are doubles, answers the very same id.
-        self.tag = secrets.randbelow(2**21 - 1) + 1
+        # Provisional until the counter in Redis gives one (_allocate_tag): no session
+        # joins the fleet with it (see _ensure_tag).
+        self.tag = secrets.randbelow(_TAGS) + 1
+        self.tag_allocated = False
+        self._tag_lock = trio.Lock()
         self.timeout = timeout
         self.prefix = prefix
         #: Activity is written at most this often per session.
@@ -259,6 +327,9 @@ class RedisBackend:
         self._scripts: dict[str, Any] = {}
         self._touched: dict[str, float] = {}
         self._queue_in, self._queue_out = trio.open_memory_channel[WriteOp](max_queued)
+        self.max_batch = max_batch
+        self.write_linger = write_linger
+        self._batch: Any = None
         self._queued = 0
         self._drained = trio.Event()
         self._drained.set()
@@ -281,6 +352,11 @@ class RedisBackend:
     @property
     def _tasks_channel(self) -> str:
         return f"{self.prefix}tasks"
+
+    @property
+    def _tags_key(self) -> str:
+        # The one key with no TTL: a counter, a few bytes, for the deployment's life.
+        return f"{self.prefix}tags"
 
     # -- lifetime -----------------------------------------------------------------------
 
@@ -307,15 +383,17 @@ class RedisBackend:
                 name: client.register_script(source)
                 for name, source in (
                     ("create", _CREATE),
-                    ("touch", _TOUCH),
-                    ("publish", _PUBLISH),
-                    ("broadcast", _BROADCAST),
-                    ("append", _APPEND),
                     ("delete", _DELETE),
                     ("state", _SAVE_STATE),
-                    ("get", _MARK_GET),
                 )
             }
+            self._batch = client.register_script(_BATCH)
+            try:
+                await self._allocate_tag()
+            except BackendUnavailable as exc:
+                # The worker starts anyway and serves from memory; its first session
+                # (created or restored) allocates the tag before it joins the fleet.
+                logger.warning("%s; the worker's tag is allocated once it answers", str(exc))
             nursery.start_soon(self._write_loop)
             nursery.start_soon(self._bus_loop, receiver)
             nursery.start_soon(self._heartbeat, receiver)
@@ -341,6 +419,27 @@ class RedisBackend:
         script = self._scripts[name]
         return lambda: script(keys=keys, args=args)
 
+    # -- the worker's tag ---------------------------------------------------------------
+
+    async def _allocate_tag(self) -> None:
+        """Take the next tag from the counter in Redis: distinct for every worker started
+        (until 2**21 - 1 workers have started since a worker still running)."""
+        client = self._client
+        if client is None:
+            raise BackendUnavailable("the shared session store is not connected")
+        async with self._tag_lock:
+            if self.tag_allocated:
+                return
+            n: int = await self._call("tag", lambda: client.incr(self._tags_key))
+            self.tag = (n - 1) % _TAGS + 1
+            self.tag_allocated = True
+
+    async def _ensure_tag(self) -> None:
+        """Before a session joins the fleet here, or a task signal can be sent: the tag
+        must be the allocated one (Redis was down when this worker started)."""
+        if not self.tag_allocated:
+            await self._allocate_tag()
+
     # -- the writer: queued writes, applied in order ------------------------------------
 
     def _enqueue(self, op: WriteOp) -> None:
@@ -356,16 +455,46 @@ class RedisBackend:
         self._queued += 1
 
     async def _write_loop(self) -> None:
-        async for op in self._queue_out:
+        receive = self._queue_out
+        while True:
+            batch = [await receive.receive()]
+            # What is running now is about to queue more (a request's answer and the
+            # end of its stream after its first event): until this worker has nothing
+            # else to run, or write_linger has passed, it joins this round trip.
+            with trio.move_on_after(self.write_linger):
+                await trio.testing.wait_all_tasks_blocked()
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(receive.receive_nowait())
+                except trio.WouldBlock:
+                    break
             try:
-                await self._call("write", op)
-            except BackendUnavailable as exc:
-                self.dropped_writes += 1
-                logger.warning("%s; a queued write is dropped", str(exc))
+                await self._apply(batch)
             finally:
-                self._queued -= 1
+                self._queued -= len(batch)
                 if self._queued == 0:
                     self._drained.set()
+
+    async def _apply(self, batch: list[WriteOp]) -> None:
+        """One round trip for ``batch``, in order; a write Redis refuses is dropped (the
+        whole batch when Redis does not answer), the others are applied."""
+        keys: list[str] = []
+        args: list[Any] = []
+        for name, op_keys, op_args in batch:
+            keys += op_keys
+            args += [name, len(op_keys), len(op_args), *op_args]
+        script = self._batch
+        try:
+            results = await self._call("write", lambda: script(keys=keys, args=args))
+        except BackendUnavailable as exc:
+            self.dropped_writes += len(batch)
+            logger.warning("%s; %d queued writes are dropped", str(exc), len(batch))
+            return
+        for (name, _, _), result in zip(batch, results, strict=False):
+            if result != 1:
+                self.dropped_writes += 1
+                reason = result.decode(errors="replace") if isinstance(result, bytes) else repr(result)
+                logger.warning("the shared session store refused a write (%s): %s; dropped", name, reason)
 
     async def flush(self) -> None:
         await self._drained.wait()
@@ -465,6 +594,7 @@ class RedisBackend:
             "rank",
             level_rank(record.log_level),
         ]
+        await self._ensure_tag()
         keys = [self._sessions_key, self._key("s", record.session_id)]
         args = [max_sessions, self._ttl_ms, record.session_id, *fields]
         created = await self._call("create", self._script("create", keys, args))
@@ -476,6 +606,7 @@ class RedisBackend:
         client = self._client
         if client is None:
             raise BackendUnavailable("the shared session store is not connected")
+        await self._ensure_tag()
         raw: dict[bytes, bytes] = await self._call("load", lambda: client.hgetall(self._key("s", session_id)))
         if not raw or b"v" not in raw:
             return None
@@ -530,14 +661,14 @@ class RedisBackend:
             self._key("e", session_id, 0),
             self._key("l", session_id),
         ]
-        self._enqueue(self._script("touch", keys, [self._ttl_ms, session_id]))
+        self._enqueue(("touch", keys, [self._ttl_ms, session_id]))
 
     def forget(self, session_id: str) -> None:
         self._touched.pop(session_id, None)
 
     def mark_get(self, session_id: str) -> None:
         """The session's GET stream has been opened: broadcasts are logged for it."""
-        self._enqueue(self._script("get", [self._key("s", session_id)], []))
+        self._enqueue(("get", [self._key("s", session_id)], []))
 
     # -- events -------------------------------------------------------------------------
 
@@ -556,7 +687,7 @@ class RedisBackend:
             self._channel(session_id),
             payload,
         ]
-        self._enqueue(self._script("append", keys, args))
+        self._enqueue(("append", keys, args))
 
     def append(self, session_id: str, stream: int, seq: int, frame: bytes) -> None:
         self._append(session_id, stream, seq, frame, fin=False)
@@ -567,19 +698,16 @@ class RedisBackend:
     def publish(self, session_id: str, message: bytes) -> None:
         keys = [self._key("s", session_id), self._key("e", session_id, 0)]
         args: list[Any] = [message, self.max_events, self._ttl_ms, self._channel(session_id), self.tag]
-        self._enqueue(self._script("publish", keys, args))
+        self._enqueue(("publish", keys, args))
 
     def send(self, session_id: str, signal: Signal) -> None:
-        client = self._client
-        if client is None:
+        if self._client is None:
             return
         payload = _payload(signal.kind, self.tag, signal.stream, signal.seq, signal.body)
-        channel = self._channel(session_id)
-        self._enqueue(lambda: client.publish(channel, payload))
+        self._enqueue(("pub", [], [self._channel(session_id), payload]))
 
     def broadcast(self, method: str, params: dict[str, Any] | None) -> None:
-        client = self._client
-        if client is None:
+        if self._client is None:
             return
         message = jsonrpc.encode_notification(method, params)
         how, argument = "all", ""
@@ -589,10 +717,9 @@ class RedisBackend:
         elif method == "notifications/message" and params and isinstance(params.get("level"), str):
             how, argument = "rank", str(level_rank(params["level"]))
         args: list[Any] = [self.prefix, message, self.max_events, self._ttl_ms, how, argument, self.tag]
-        self._enqueue(self._script("broadcast", [self._sessions_key], args))
+        self._enqueue(("broadcast", [self._sessions_key], args))
         body = json.dumps({"method": method, "params": params}).encode()
-        channel = f"{self.prefix}bcast"
-        self._enqueue(lambda: client.publish(channel, body))
+        self._enqueue(("pub", [], [f"{self.prefix}bcast", body]))
 
     async def replay(self, session_id: str, stream: int, after: int) -> Replay | None:
         client = self._client
@@ -633,39 +760,35 @@ class RedisBackend:
         client = self._client
         if client is None:
             raise BackendUnavailable("the shared session store is not connected")
+        await self._ensure_tag()
         key = self._key("t", task_id)
         await self._call("task", lambda: client.set(key, record, px=max(1, ttl_ms)))
 
     def save_task(self, task_id: str, record: bytes, ttl_ms: int) -> None:
-        client = self._client
-        if client is None:
+        if self._client is None:
             return
-        key = self._key("t", task_id)
-        self._enqueue(lambda: client.set(key, record, px=max(1, ttl_ms)))
+        self._enqueue(("set", [self._key("t", task_id)], [record, max(1, ttl_ms)]))
 
     def delete_task(self, task_id: str) -> None:
-        client = self._client
-        if client is None:
+        if self._client is None:
             return
-        key = self._key("t", task_id)
-        self._enqueue(lambda: client.delete([key]))
+        self._enqueue(("del", [self._key("t", task_id)], []))
 
     async def load_task(self, task_id: str) -> bytes | None:
         client = self._client
         if client is None:
             raise BackendUnavailable("the shared session store is not connected")
+        await self._ensure_tag()
         key = self._key("t", task_id)
         record: bytes | None = await self._call("task", lambda: client.get(key))
         return record
 
     def send_task(self, task_id: str, signal: Signal) -> None:
-        client = self._client
-        if client is None:
+        if self._client is None:
             return
         # The task id first, on a line of its own, then a signal as on a session's bus.
         payload = task_id.encode() + b"\n" + _payload(signal.kind, self.tag, body=signal.body)
-        channel = self._tasks_channel
-        self._enqueue(lambda: client.publish(channel, payload))
+        self._enqueue(("pub", [], [self._tasks_channel, payload]))
 
     def statistics(self) -> dict[str, int]:
         return {"queued_writes": self._queued, "dropped_writes": self.dropped_writes}

@@ -195,6 +195,9 @@ class Fleet:
         self.gate = gate
         self._era: SessionEra | None = None
         self._stateless: StatelessEra | None = None
+        #: Sessions being restored here: the bus's signals for each, kept (one list per
+        #: restore under way) until the restored copy is listed, then applied to it.
+        self._restoring: dict[str, list[list[Signal]]] = {}
 
     @property
     def tag(self) -> int:
@@ -227,7 +230,12 @@ class Fleet:
         era = self._era
         session = None if era is None else era._sessions.get(session_id)
         if session is None:
+            for kept in self._restoring.get(session_id, ()):
+                kept.append(signal)
             return
+        self._apply(session, signal)
+
+    def _apply(self, session: Session, signal: Signal) -> None:
         kind = signal.kind
         if kind == "event" or kind == "finish":
             if signal.origin == self.tag and signal.stream != 0:
@@ -314,6 +322,20 @@ class Fleet:
         (nothing when there is no such session: the caller answers 404)."""
         if not is_shareable_session_id(session_id):
             return
+        # What the bus brings for the session from before the record is read until the
+        # restored copy is listed (a DELETE, a new log level on another worker) would
+        # find no session here: it is kept, and applied once the copy is listed.
+        kept: list[Signal] = []
+        self._restoring.setdefault(session_id, []).append(kept)
+        try:
+            await self._restore(era, session_id, kept)
+        finally:
+            restores = self._restoring[session_id]
+            restores.remove(kept)
+            if not restores:
+                del self._restoring[session_id]
+
+    async def _restore(self, era: SessionEra, session_id: str, kept: list[Signal]) -> None:
         try:
             record = await self.backend.load_session(session_id)
         except BackendUnavailable as exc:
@@ -345,6 +367,13 @@ class Fleet:
             session.terminate()  # a concurrent request restored it first: that copy serves
             return
         era._sessions[session_id] = session
+        # Published after the record was read (or just before, and then already in it):
+        # applied in the bus's order, an `end` terminates the copy (the caller's lookup
+        # then answers 404).
+        for signal in kept:
+            if session.terminated:
+                break
+            self._apply(session, signal)
 
     async def delete(self, session: Session) -> None:
         """``DELETE``: the record and the logs go, and every worker ends its copy."""
