@@ -43,6 +43,9 @@ redis = test_cluster.redis
 
 ADA = {"action": "accept", "content": {"name": "Ada"}}
 
+#: The one key that outlives sessions and tasks: the counter worker tags come from.
+TAGS_KEY = "trio-mcp:tags"
+
 
 def add_task_tools(worker: Worker) -> None:
     """Tools that run as tasks, driven by the worker's controller: ``job`` waits for
@@ -214,7 +217,8 @@ async def test_unknown_and_malformed_task_ids_are_unknown_on_every_worker(redis:
             # Ids not of our shape never reach Redis, nor a key name.
             assert await trio.to_thread.run_sync(_get_calls, redis) == before + 6
             keys = (await trio.to_thread.run_sync(redis.cli, "--raw", "KEYS", "*")).split()
-            assert keys == [f"trio-mcp:t:{task_id}"]
+            # Besides the task: the counter the workers' tags come from.
+            assert sorted(keys) == sorted([f"trio-mcp:t:{task_id}", TAGS_KEY])
             a.ctl.release("k")
 
 
@@ -263,13 +267,15 @@ async def test_task_records_expire_with_their_ttl(redis: RedisServer) -> None:
             await settled(a)
             await b.handle.app._fleet.flush()
             keys = (await trio.to_thread.run_sync(redis.cli, "--raw", "KEYS", "*")).split()
-            assert sorted(keys) == sorted(f"trio-mcp:t:{task_id}" for task_id in [*ids, unfinished])
-            for key in keys:
+            records = [f"trio-mcp:t:{task_id}" for task_id in [*ids, unfinished]]
+            assert sorted(keys) == sorted([*records, TAGS_KEY])
+            for key in records:
                 ttl = int(await trio.to_thread.run_sync(redis.cli, "PTTL", key))
                 assert 0 < ttl <= 1000, (key, ttl)
             # Expiry is Redis's clock: polled, with a deadline.
             while True:
-                if await trio.to_thread.run_sync(redis.cli, "DBSIZE") == "0":
+                left = (await trio.to_thread.run_sync(redis.cli, "--raw", "KEYS", "*")).split()
+                if left == [TAGS_KEY]:
                     break
                 await trio.sleep(0.05)
             for worker in (a, b):
