@@ -448,16 +448,19 @@ class SessionEra:
             response.hold()
             try:
                 await response.start(200, SSE_HEADERS + (extra_headers or []))
-                if attachment.prelude:
-                    await response.chunk(b"".join(attachment.prelude))
                 # Fast path: a quick handler has usually finished while the head was
                 # being sent, leaving the whole stream queued.  Then there is nothing to
-                # wait for, so no disconnect watcher to spawn: write it all and end.
+                # wait for, so no disconnect watcher: the prelude and the whole stream
+                # end the body in one message.
+                prelude = b"".join(attachment.prelude) if attachment.prelude else b""
+                # One pass of the scheduler first: the handlers were spawned just now,
+                # and a quick one finishes in it.
+                await trio.lowlevel.checkpoint()
                 queued, ended = drain_nowait(attachment.receive)
                 if ended:
-                    await self._finish_stream(attachment, response, queued)
-                elif queued:
-                    await response.chunk(queued)
+                    await self._finish_stream(attachment, response, prelude + queued)
+                elif prelude or queued:
+                    await response.chunk(prelude + queued)
             finally:
                 await response.release()
             if ended:
