@@ -367,6 +367,10 @@ class SessionEra:
         slot = JsonSlot(len(requests))
         for request in requests:
             session.start(request, slot, principal)
+        # One pass of the scheduler: the handlers were spawned just now, and quick ones
+        # finish in it, leaving nothing to wait for.  (Shielded: a cancellation is taken
+        # below, where the requests still get their last words.)
+        await trio.lowlevel.cancel_shielded_checkpoint()
         if not slot.done:
             # Wait for the answer or for the client to leave, whichever is first; the
             # handler wakes us by cancelling ``waiter`` (no watcher task needed).
