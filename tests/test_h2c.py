@@ -22,6 +22,7 @@ import httpx
 import pytest
 import trio
 from conftest import LogWatch
+from h2.connection import ConnectionState
 from helpers import (
     LATEST,
     POST_HEADERS,
@@ -324,6 +325,133 @@ async def test_shutdown_ends_every_stream_then_sends_goaway(ctl: Controller, mcp
         assert len(answers) == 1
         assert answers[0]["id"] == i
         assert answers[0]["error"]["code"] == -32603
+
+
+class GoawayTolerant(h2.connection.H2Connection):
+    """python-h2's client connection, taking frames after a GOAWAY as RFC 9113 §6.8
+    allows (the streams up to its last-stream-id may still complete), as nghttp2 and
+    browsers do.  python-h2 itself moves the connection to CLOSED on a GOAWAY and
+    refuses any frame after it (python-hyper/h2#1181): here frames are fed one at a
+    time and the state is put back to open after each GOAWAY.  Records every GOAWAY
+    and every stream reset (with its error code)."""
+
+    def __init__(self) -> None:
+        super().__init__(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+        self.goaways: list[h2.events.ConnectionTerminated] = []
+        self.resets: dict[int, int] = {}
+        self._inbox = bytearray()
+
+    def receive_data(self, data: bytes) -> list[h2.events.Event]:
+        self._inbox += data
+        events: list[h2.events.Event] = []
+        # A frame: 9 bytes of header, the first 3 its payload's length (RFC 9113 §4.1).
+        while len(self._inbox) >= 9:
+            end = 9 + int.from_bytes(self._inbox[:3], "big")
+            if len(self._inbox) < end:
+                break
+            frame = bytes(self._inbox[:end])
+            del self._inbox[:end]
+            for event in super().receive_data(frame):
+                if isinstance(event, h2.events.ConnectionTerminated):
+                    self.goaways.append(event)
+                    self.state_machine.state = ConnectionState.CLIENT_OPEN
+                elif isinstance(event, h2.events.StreamReset):
+                    self.resets[event.stream_id] = event.error_code
+                events.append(event)
+        return events
+
+
+class H2cAfterGoaway(H2c):
+    """The h2c client, reading on after a GOAWAY (:class:`GoawayTolerant`)."""
+
+    def __init__(self, sock: trio.SocketStream, port: int) -> None:
+        super().__init__(sock, port)
+        self.conn = self.tolerant = GoawayTolerant()
+
+
+async def test_request_limit_goaway_lets_accepted_streams_finish(
+    ctl: Controller, mcp_server: McpServer, logs: LogWatch
+) -> None:
+    """Past ``keep_alive_max_requests`` the server says GOAWAY (NO_ERROR), refuses the
+    streams opened after it (REFUSED_STREAM: safe to retry, RFC 9113 §8.7), completes
+    every stream it had accepted, and only then closes the connection.
+
+    Hypercorn 0.18 closed h2's side at once (GOAWAY, then nothing for the open
+    streams): the requests in flight at the limit were never answered."""
+    limit = 5
+    with trio.fail_after(30):
+        async with serving(mcp_server, hypercorn={"keep_alive_max_requests": limit}) as (handle, client):
+            session = await client.open_session()
+            headers = {**POST_HEADERS, "mcp-session-id": session, "mcp-protocol-version": LATEST}
+            peer = await H2cAfterGoaway.open(handle.port)
+            conn = peer.tolerant  # type: ignore[attr-defined]
+            pseudo = [
+                (":method", "POST"),
+                (":scheme", "http"),
+                (":authority", f"127.0.0.1:{handle.port}"),
+                (":path", "/mcp"),
+            ]
+            streams: dict[str, int] = {}
+
+            async def hold(keys: list[str]) -> None:
+                """Requests for ``keys``, all in one write."""
+                for key in keys:
+                    body = json.dumps(call_tool(key, "hold", key=key)).encode()
+                    stream_id = streams[key] = conn.get_next_available_stream_id()
+                    conn.send_headers(
+                        stream_id, [*pseudo, *headers.items(), ("content-length", str(len(body)))]
+                    )
+                    conn.send_data(stream_id, body, end_stream=True)
+                    peer.exchanges[stream_id] = Exchange()
+                await peer.flush()
+
+            try:
+                # Four requests in flight; one answered (4 taken of the 5).
+                await hold(["k1", "k2", "k3", "k4"])
+                for key in ("k1", "k2", "k3", "k4"):
+                    while not ctl.started[key].is_set():
+                        await peer.pump()
+                ctl.release("k1")
+                await peer.wait(lambda: peer.exchanges[streams["k1"]].done)
+                # Four more at once, with three still in flight: the fifth request
+                # crosses the limit, the three after it arrive after the GOAWAY.
+                await hold(["k5", "k6", "k7", "k8"])
+                await peer.wait(lambda: bool(conn.goaways))
+                last = conn.goaways[0].last_stream_id
+                assert last == streams["k5"]
+                late = [streams[k] for k in ("k6", "k7", "k8")]
+                await peer.wait(lambda: all(peer.exchanges[s].done for s in late))
+                while not ctl.started["k5"].is_set():
+                    await peer.pump()
+                for key in ("k2", "k3", "k4", "k5"):
+                    ctl.release(key)
+                await read_to_eof(peer)
+            finally:
+                await peer.aclose()
+            assert handle.statistics()["requests_in_flight"] == 0
+
+    for goaway in conn.goaways:
+        assert (goaway.error_code, goaway.last_stream_id) == (h2.errors.ErrorCodes.NO_ERROR, last)
+    assert peer.timeline[-1] == "eof"
+    assert set(peer.timeline[:-1]) == {"goaway"}
+    for key in ("k6", "k7", "k8"):
+        exchange = peer.exchanges[streams[key]]
+        assert (exchange.status, exchange.reset) == (None, True)
+        assert conn.resets[streams[key]] == h2.errors.ErrorCodes.REFUSED_STREAM
+        assert not ctl.started[key].is_set()
+    for key in ("k1", "k2", "k3", "k4", "k5"):
+        exchange = peer.exchanges[streams[key]]
+        assert streams[key] <= last
+        assert (exchange.status, exchange.ended, exchange.reset) == (200, True, False), key
+        if exchange.headers.get("content-type", "").startswith("text/event-stream"):
+            parser = SseParser()
+            answers = [m for m in messages_of(parser.feed(exchange.data)) if is_response(m)]
+            assert not parser.pending
+        else:
+            answers = [json.loads(exchange.data)]
+        assert [a["id"] for a in answers] == [key]
+        assert answers[0]["result"]["content"][0]["text"] == f"released {key}"
+    assert logs.errors() == []
 
 
 async def test_requests_during_the_drain_get_503(ctl: Controller, mcp_server: McpServer) -> None:

@@ -46,9 +46,10 @@ from typing import Any, Unpack
 import h2.events
 import trio
 from h2.connection import ConnectionState
+from h2.errors import ErrorCodes
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
-from hypercorn.events import Closed, RawData
+from hypercorn.events import Closed, RawData, Updated
 from hypercorn.events import Event as HypercornEvent
 from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.events import StreamClosed
@@ -60,6 +61,7 @@ from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import AppWrapper
 from hypercorn.utils import repr_socket_addr, wrap_app
+from hyperframe.frame import GoAwayFrame
 
 from ..protocol.errors import ConfigError, UsageError
 from ..protocol.http import HostPolicy
@@ -374,8 +376,9 @@ class _H11Protocol(H11Protocol):
 
 
 class _H2Protocol(H2Protocol):
-    """Hypercorn 0.18's HTTP/2 protocol, tolerant of DATA for a finished stream, and
-    saying GOAWAY when the server closes an idle connection at shutdown.
+    """Hypercorn 0.18's HTTP/2 protocol, tolerant of DATA for a finished stream, saying
+    GOAWAY when the server closes an idle connection at shutdown, and closing a
+    connection at its request limit only once its streams are done.
 
     A server may answer before it has read the whole request (RFC 9113 §8.1): the
     stream is then half-closed (local) and the client may go on sending DATA on it
@@ -391,7 +394,28 @@ class _H2Protocol(H2Protocol):
     idle connection is then closed without one.  A server closing a connection should
     send GOAWAY first (§6.8): it tells the client which streams were processed and that
     the close is deliberate.
+
+    At ``keep_alive_max_requests`` Hypercorn calls h2's ``close_connection()``: GOAWAY,
+    but also h2's connection state CLOSED, after which h2 refuses to send anything, so
+    the requests still in flight on the connection were never answered (and the
+    GOAWAY's last-stream-id, h2's highest inbound stream, could name streams that were
+    never processed).  Here the connection goes away gracefully (§6.8): a GOAWAY with
+    NO_ERROR and the last stream accepted, written by us with h2's state left open;
+    streams the client still opens are refused with REFUSED_STREAM (§8.7: not
+    processed, safe to retry); the accepted ones complete; when none is left, h2
+    closes the connection (a final GOAWAY, same last-stream-id) and so does Hypercorn.
+    The limit counts requests as Hypercorn's HTTP/1.1 does: the connection takes
+    ``keep_alive_max_requests`` of them (Hypercorn's HTTP/2 took one more).
+
+    Internals this relies on (Hypercorn 0.18 has no public hooks here): the protocol's
+    ``streams``, ``stream_buffers`` (a stream's send buffer, which its send task drops
+    only after END_STREAM), ``keep_alive_requests``, ``closed``, its ``_create_stream``,
+    ``_close_stream``, ``_send_data`` and ``_flush``; and h2's ``state_machine.state``.
     """
+
+    #: Once the request limit's GOAWAY is out: the last stream it accepts.  (A class
+    #: attribute: instances are Hypercorn's, their class swapped, never constructed.)
+    _last_stream_id: int | None = None
 
     async def handle(self, event: HypercornEvent) -> None:
         if (
@@ -399,7 +423,8 @@ class _H2Protocol(H2Protocol):
             and self.context.terminated.is_set()
             and self.connection.state_machine.state is not ConnectionState.CLOSED
         ):
-            self.connection.close_connection()
+            # After the request limit's GOAWAY, the same last-stream-id: it may not grow.
+            self.connection.close_connection(last_stream_id=self._last_stream_id)
             await self._flush()
         await super().handle(event)
 
@@ -413,8 +438,70 @@ class _H2Protocol(H2Protocol):
                 if event.flow_controlled_length:
                     self.connection.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
                 await self._flush()
+            elif isinstance(event, h2.events.RequestReceived) and self._last_stream_id is not None:
+                # Opened before the client saw our GOAWAY: not processed.
+                self.connection.reset_stream(event.stream_id, error_code=ErrorCodes.REFUSED_STREAM)
+                await self._flush()
+            elif isinstance(event, h2.events.RequestReceived) and not self.context.terminated.is_set():
+                # Hypercorn's handling, without its close_connection() at the limit.
+                await self._create_stream(event)
+                await self.send(Updated(idle=False))
+                if self.keep_alive_requests >= self.config.keep_alive_max_requests:
+                    await self._go_away(event.stream_id)
+                await self._flush()
             else:
                 await super()._handle_events([event])
+        if self._last_stream_id is not None:
+            # The client may have reset the last streams.
+            await self._close_when_done()
+
+    async def stream_send(self, event: StreamEvent) -> None:
+        if isinstance(event, StreamClosed) and self._last_stream_id is not None:
+            # Hypercorn's handling, but the connection closes once no stream is left
+            # (and never with h2's default last-stream-id).
+            await self._close_stream(event.stream_id)
+            await self._close_when_done()
+            if not self.closed:
+                await self.send(Updated(idle=self.idle))
+        else:
+            await super().stream_send(event)
+
+    async def _send_data(self, stream_id: int) -> None:
+        await super()._send_data(stream_id)
+        if self._last_stream_id is not None:
+            # A response's END_STREAM goes out here, possibly after its stream closed.
+            await self._close_when_done()
+
+    async def _go_away(self, last_stream_id: int) -> None:
+        """Say GOAWAY (NO_ERROR, ``last_stream_id``) and take no new stream.
+
+        h2 has no graceful GOAWAY (``close_connection()`` closes its state machine,
+        python-hyper/h2#1181), so the frame is serialized here (hyperframe, h2's own
+        framing layer) and written through Hypercorn's send path, after what h2 has
+        pending, so the frames stay in order.  ``last_stream_id`` is the stream just
+        accepted, not h2's highest inbound stream: HEADERS that came in the same read
+        are already counted there, and are refused instead.
+        """
+        self._last_stream_id = last_stream_id
+        await self._flush()
+        goaway = GoAwayFrame(stream_id=0, last_stream_id=last_stream_id, error_code=ErrorCodes.NO_ERROR)
+        await self.send(RawData(data=goaway.serialize()))
+
+    async def _close_when_done(self) -> None:
+        """After the request limit's GOAWAY: close the connection once every accepted
+        stream has ended, its response sent to the end (the stream is gone, and so is
+        its send buffer, which Hypercorn's send task drops after END_STREAM)."""
+        if (
+            self._last_stream_id is None
+            or self.closed
+            or self.streams
+            or self.stream_buffers
+            or self.connection.state_machine.state is ConnectionState.CLOSED
+        ):
+            return
+        self.connection.close_connection(last_stream_id=self._last_stream_id)
+        await self._flush()
+        await self.send(Closed())
 
 
 class _TCPServer(TCPServer):
