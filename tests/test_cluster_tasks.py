@@ -10,11 +10,17 @@ running worker's writer is flushed (``_fleet.flush()``); a cancel or an answer g
 on the other worker reaches the running one through the bus, awaited with the tool's
 own events under ``trio.fail_after``.  Only the expiry of keys, Redis's clock, is
 polled, with a deadline.
+
+Read your writes: the running worker's writer is held (:func:`hold_writer`), so its
+record stays behind its memory until the test lets it go, which it does only once
+the acknowledging worker is waiting for that write (:func:`entered`); a ``tasks/get``
+right after the acknowledgement then tells whether the acknowledgement waited.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -328,3 +334,197 @@ async def test_redis_down_is_a_503_for_another_workers_task_never_a_hang() -> No
                 assert not b.ctl.started["x"].is_set()
             a.ctl.release("d")
             await trio.to_thread.run_sync(server.start)  # so that the fleet shuts down quickly
+
+
+# -- read your writes -----------------------------------------------------------------
+
+
+def hold_writer(worker: Worker) -> trio.Event:
+    """Hold the worker's writer: its queued writes reach Redis only once the event
+    returned is set (in order, as ever)."""
+    backend = worker.handle.app._fleet.backend
+    release = trio.Event()
+    apply: Callable[[list[Any]], Awaitable[list[bool]]] = backend._apply
+
+    async def held(batch: list[Any]) -> list[bool]:
+        await release.wait()
+        return await apply(batch)
+
+    backend._apply = held
+    return release
+
+
+def entered(worker: Worker, name: str) -> trio.Event:
+    """Set when the worker's fleet next enters its coroutine method ``name``:
+    ``send_task`` (waiting for the running worker's confirmation) or
+    ``task_written`` (waiting for its own write of a record)."""
+    fleet_ = worker.handle.app._fleet
+    event = trio.Event()
+    method: Callable[..., Awaitable[Any]] = getattr(fleet_, name)
+
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        event.set()
+        return await method(*args, **kwargs)
+
+    setattr(fleet_, name, wrapper)
+    return event
+
+
+async def acknowledged_then_read(
+    release: trio.Event,
+    once: list[trio.Event],
+    acknowledge: Callable[[], Awaitable[Any]],
+    readers: list[TasksClient],
+    task_id: str,
+) -> list[dict[str, Any]]:
+    """``acknowledge()``, then ``tasks/get`` right away on each of ``readers``.  The
+    held writer is released once every event of ``once`` is set (the acknowledging
+    worker waits for the write, and the running worker has applied the change), or
+    after the reads, whichever comes first."""
+
+    async def release_when_waited_for() -> None:
+        for event in once:
+            await event.wait()
+        release.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(release_when_waited_for)
+        try:
+            await acknowledge()
+            seen = [await reader.get(task_id) for reader in readers]
+        finally:
+            release.set()
+            nursery.cancel_scope.cancel()
+    return seen
+
+
+async def parked(a: Worker, b: Worker, key: str) -> str:
+    """A ``consent`` task on A, parked on its question, as every worker reads it."""
+    task_id = assert_create_task_result(await tasks_of(a).call("consent", key=key))
+    await a.ctl.started[key].wait()
+    await a.handle.app._fleet.flush()
+    assert "who" in (await tasks_of(b).get(task_id))["inputRequests"]
+    return task_id
+
+
+def assert_answered(seen: dict[str, Any]) -> None:
+    assert seen["status"] in ("working", "completed"), seen
+    assert "who" not in seen.get("inputRequests", {}), seen
+
+
+async def test_an_update_acknowledged_on_another_worker_shows_on_every_worker(redis: RedisServer) -> None:
+    async with fleet(redis.url) as (a, b):
+        add_task_tools(a)
+        on_a, on_b = tasks_of(a), tasks_of(b)
+        with trio.fail_after(10):
+            task_id = await parked(a, b, "r")
+            release = hold_writer(a)
+            confirming = entered(b, "send_task")
+
+            async def update() -> None:
+                ack = await on_b.result("tasks/update", taskId=task_id, inputResponses={"who": ADA})
+                assert without_meta(ack) == {"resultType": "complete"}
+
+            # Released once B waits for A's confirmation and A has the answer (its
+            # record's writes held): B's acknowledgement waited for them.
+            seen = await acknowledged_then_read(
+                release, [confirming, a.ctl.finished["r"]], update, [on_b, on_a], task_id
+            )
+            for one in seen:
+                assert_answered(one)
+
+
+async def test_a_cancel_acknowledged_on_another_worker_shows_on_every_worker(redis: RedisServer) -> None:
+    async with fleet(redis.url, 3) as (a, b, c):
+        add_task_tools(a)
+        on_a, on_b, on_c = tasks_of(a), tasks_of(b), tasks_of(c)
+        with trio.fail_after(10):
+            task_id = assert_create_task_result(await on_a.call("job", key="x"))
+            await a.ctl.started["x"].wait()
+            release = hold_writer(a)
+            confirming = entered(b, "send_task")
+
+            async def cancel() -> None:
+                assert (await on_b.result("tasks/cancel", taskId=task_id))["resultType"] == "complete"
+
+            seen = await acknowledged_then_read(
+                release, [confirming, a.ctl.cancelled["x"]], cancel, [on_c, on_a, on_b], task_id
+            )
+            assert [one["status"] for one in seen] == ["cancelled"] * 3
+            assert not a.ctl.finished["x"].is_set()
+
+
+async def test_an_update_acknowledged_on_the_running_worker_shows_on_another(redis: RedisServer) -> None:
+    async with fleet(redis.url) as (a, b):
+        add_task_tools(a)
+        on_a, on_b = tasks_of(a), tasks_of(b)
+        with trio.fail_after(10):
+            task_id = await parked(a, b, "l")
+            release = hold_writer(a)
+            writing = entered(a, "task_written")
+
+            async def update() -> None:
+                ack = await on_a.result("tasks/update", taskId=task_id, inputResponses={"who": ADA})
+                assert without_meta(ack) == {"resultType": "complete"}
+
+            (seen,) = await acknowledged_then_read(release, [writing], update, [on_b], task_id)
+            assert_answered(seen)
+
+
+async def test_a_cancel_acknowledged_on_the_running_worker_shows_on_another(redis: RedisServer) -> None:
+    async with fleet(redis.url) as (a, b):
+        add_task_tools(a)
+        on_a, on_b = tasks_of(a), tasks_of(b)
+        with trio.fail_after(10):
+            task_id = assert_create_task_result(await on_a.call("job", key="y"))
+            await a.ctl.started["y"].wait()
+            release = hold_writer(a)
+            writing = entered(a, "task_written")
+
+            async def cancel() -> None:
+                assert (await on_a.result("tasks/cancel", taskId=task_id))["resultType"] == "complete"
+
+            (seen,) = await acknowledged_then_read(release, [writing], cancel, [on_b], task_id)
+            assert seen["status"] == "cancelled"
+
+
+async def test_a_completion_read_on_the_running_worker_is_never_older_elsewhere(redis: RedisServer) -> None:
+    async with fleet(redis.url) as (a, b):
+        add_task_tools(a)
+        on_a, on_b = tasks_of(a), tasks_of(b)
+        with trio.fail_after(10):
+            task_id = assert_create_task_result(await on_a.call("job", key="f"))
+            await a.ctl.started["f"].wait()
+            release = hold_writer(a)
+            writing = entered(a, "task_written")
+            a.ctl.release("f")
+            await a.handle.app.tasks.wait_idle()  # completed in A's memory, not in Redis
+            (done, elsewhere) = await acknowledged_then_read(
+                release, [writing], trio.lowlevel.checkpoint, [on_a, on_b], task_id
+            )
+            assert done["status"] == elsewhere["status"] == "completed"
+            assert elsewhere["result"] == done["result"]
+
+
+async def test_a_change_the_running_worker_never_confirms_is_a_503_never_a_hang(redis: RedisServer) -> None:
+    async with fleet(redis.url) as (a, b):
+        add_task_tools(a)
+        on_a = tasks_of(a)
+        with trio.fail_after(10):
+            task_id = await parked(a, b, "n")
+            # A no longer hears the bus (as if it had crashed): nothing confirms.
+            a.handle.app._fleet.task_signal = lambda task_id, signal: None
+            b.handle.app._fleet.backend.timeout = 0.2
+            for method, params in (("tasks/update", {"inputResponses": {"who": ADA}}), ("tasks/cancel", {})):
+                message = body(1, method, {"taskId": task_id, **params}, WITH_TASKS)
+                refused = await b.client.http.post(
+                    b.client.url, content=json.dumps(message).encode(), headers=headers_for(message)
+                )
+                assert refused.status_code == 503, method
+                assert refused.headers["retry-after"] == "5"
+                assert refused.json()["id"] == 1
+                assert "did not answer" in refused.json()["error"]["message"]
+            assert (await on_a.get(task_id))["status"] == "input_required"
+            del a.handle.app._fleet.task_signal  # A hears the bus again
+            await on_a.result("tasks/update", taskId=task_id, inputResponses={"who": ADA})
+            await a.ctl.finished["n"].wait()

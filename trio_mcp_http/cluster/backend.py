@@ -101,7 +101,8 @@ class Signal:
     session was deleted).
 
     On the tasks' channel (:meth:`Backend.send_task`), ``kind`` is ``cancel`` or
-    ``update`` and ``body`` the JSON the task's worker applies (see
+    ``update`` and ``body`` the JSON the task's worker applies, or ``done``: that
+    worker's confirmation that it has applied one and its record is written (see
     ``transport/tasks.py``).
     """
 
@@ -130,8 +131,9 @@ class Receiver(Protocol):
         connection fed by it ends with a ``retry:`` hint and resumes from the log."""
 
     def task_signal(self, task_id: str, signal: Signal) -> None:
-        """A ``tasks/cancel`` or ``tasks/update`` another worker acknowledged, for the
-        task ``task_id`` (ignored if the worker does not run it)."""
+        """A ``tasks/cancel`` or ``tasks/update`` another worker received, for the task
+        ``task_id`` (ignored if the worker does not run it), or the confirmation
+        (``done``) of one this worker sent."""
 
 
 class Backend(Protocol):
@@ -147,6 +149,8 @@ class Backend(Protocol):
     #: server-to-client request ids a worker allocates, so no two workers issue the
     #: same one.  Final before the first session joins the fleet here.
     tag: int
+    #: Seconds every call to the store is bounded by.
+    timeout: float
 
     @property
     def bus_ready(self) -> bool:
@@ -205,8 +209,13 @@ class Backend(Protocol):
         """Store a new task's record before its id is given out (expiring after
         ``ttl_ms``); later changes go through :meth:`save_task`, after this one."""
 
-    def save_task(self, task_id: str, record: bytes, ttl_ms: int) -> None:
-        """Replace a task's record (queued, in order), expiring after ``ttl_ms``."""
+    def save_task(self, task_id: str, record: bytes, ttl_ms: int) -> int:
+        """Replace a task's record (queued, in order), expiring after ``ttl_ms``; the
+        write's position, for :meth:`written` (``-1``: not queued)."""
+
+    async def written(self, position: int) -> None:
+        """Until the queued write at ``position`` has been applied (bounded; at once for
+        ``0``).  :class:`BackendUnavailable` if it was not, or not in time."""
 
     def delete_task(self, task_id: str) -> None:
         """Forget a task's record before it expires (queued)."""
@@ -215,4 +224,5 @@ class Backend(Protocol):
         """A task's record, or ``None`` (unknown or expired)."""
 
     def send_task(self, task_id: str, signal: Signal) -> None:
-        """Put a task's ``cancel`` or ``update`` on the bus, for the worker running it."""
+        """Put a task's ``cancel`` or ``update`` on the bus, for the worker running it,
+        or that worker's ``done`` (queued: after the writes queued before it)."""

@@ -21,7 +21,7 @@ it is ever used in a name)::
     channel c:<sid>     the session's bus
     channel bcast       server-wide notifications
     channel tasks       ``tasks/cancel`` and ``tasks/update`` for the worker running
-                        the task
+                        the task, and its confirmations (``done``) that they are applied
 
 Every key of a session carries the session's idle timeout (plus the interval at which
 activity is written) as its TTL, refreshed on activity, so nothing outlives the
@@ -259,6 +259,17 @@ def _parse_payload(data: bytes) -> Signal | None:
 #: A queued write: an operation of :data:`_BATCH`, its keys and its arguments.
 WriteOp = tuple[str, list[str], list[Any]]
 
+
+class _Written:
+    """One :meth:`RedisBackend.written` waiting for a queued write."""
+
+    __slots__ = ("applied", "done")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.applied = False
+
+
 #: Worker tags are 1 to 2**21 - 1: a session's server-to-client request ids are
 #: ``(tag << 32) + n``, below 2**53, so that a JavaScript client, whose numbers are
 #: doubles, answers the very same id.
@@ -279,7 +290,8 @@ class RedisBackend:
     ``max_queued``: what is queued together goes in one round trip (one script call of
     at most ``max_batch`` writes).  The writer lets the writes of what is running join
     the batch: it waits until this worker has nothing else to run (a quick request has
-    then queued all of its writes), at most ``write_linger`` seconds.
+    then queued all of its writes), at most ``write_linger`` seconds.  A queued write's
+    position (what :meth:`save_task` returns) can be awaited with :meth:`written`.
 
     The worker's :attr:`tag` comes from a counter in Redis (``<prefix>tags``), so no two
     live workers share one (it wraps after 2**21 - 1 workers started).
@@ -331,6 +343,11 @@ class RedisBackend:
         self.write_linger = write_linger
         self._batch: Any = None
         self._queued = 0
+        #: Positions of queued writes: the last one given, the last one the writer is
+        #: done with (applied or given up), and who waits for which (:meth:`written`).
+        self._enqueued = 0
+        self._applied = 0
+        self._waiting: dict[int, list[_Written]] = {}
         self._drained = trio.Event()
         self._drained.set()
         self._bus = False
@@ -442,17 +459,20 @@ class RedisBackend:
 
     # -- the writer: queued writes, applied in order ------------------------------------
 
-    def _enqueue(self, op: WriteOp) -> None:
+    def _enqueue(self, op: WriteOp) -> int:
+        """Queue ``op``; its position (``-1``: dropped, the queue is full)."""
         try:
             self._queue_in.send_nowait(op)
         except trio.WouldBlock:
             # Redis has been unreachable for a while: memory stays bounded, and what is
             # lost shows as a gap a resume refuses rather than replays.
             self.dropped_writes += 1
-            return
+            return -1
         if self._queued == 0:
             self._drained = trio.Event()
         self._queued += 1
+        self._enqueued += 1
+        return self._enqueued
 
     async def _write_loop(self) -> None:
         receive = self._queue_out
@@ -468,16 +488,55 @@ class RedisBackend:
                     batch.append(receive.receive_nowait())
                 except trio.WouldBlock:
                     break
+            applied: list[bool] = []
             try:
-                await self._apply(batch)
+                applied = await self._apply(batch)
             finally:
                 self._queued -= len(batch)
+                first = self._applied + 1
+                self._applied += len(batch)
                 if self._queued == 0:
                     self._drained.set()
+                self._settle(first, applied)
 
-    async def _apply(self, batch: list[WriteOp]) -> None:
+    def _settle(self, first: int, applied: list[bool]) -> None:
+        """The writer is done with the positions up to :attr:`_applied` (``applied[i]``:
+        whether the write at ``first + i`` is in Redis): tell whoever waits for one."""
+        for position in [p for p in self._waiting if p <= self._applied]:
+            index = position - first
+            ok = 0 <= index < len(applied) and applied[index]
+            for waiter in self._waiting.pop(position):
+                waiter.applied = ok
+                waiter.done.set()
+
+    async def written(self, position: int) -> None:
+        """Until the queued write at ``position`` is in Redis (at once for ``0``, or a
+        write the writer was done with before; bounded).  Raises
+        :class:`BackendUnavailable` when it was dropped or Redis refused it, or when it
+        is not applied within :attr:`timeout`."""
+        if position < 0:
+            raise BackendUnavailable("the shared session store is unavailable (a write was dropped)")
+        if position <= self._applied:
+            await trio.lowlevel.checkpoint()
+            return
+        waiter = _Written()
+        self._waiting.setdefault(position, []).append(waiter)
+        with trio.move_on_after(self.timeout):
+            await waiter.done.wait()
+        if not waiter.done.is_set():
+            waiters = self._waiting.get(position, [])
+            if waiter in waiters:
+                waiters.remove(waiter)
+                if not waiters:
+                    del self._waiting[position]
+            raise BackendUnavailable("the shared session store did not apply a write in time")
+        if not waiter.applied:
+            raise BackendUnavailable("the shared session store did not apply a write")
+
+    async def _apply(self, batch: list[WriteOp]) -> list[bool]:
         """One round trip for ``batch``, in order; a write Redis refuses is dropped (the
-        whole batch when Redis does not answer), the others are applied."""
+        whole batch when Redis does not answer), the others are applied.  Whether each
+        write was applied."""
         keys: list[str] = []
         args: list[Any] = []
         for name, op_keys, op_args in batch:
@@ -489,12 +548,15 @@ class RedisBackend:
         except BackendUnavailable as exc:
             self.dropped_writes += len(batch)
             logger.warning("%s; %d queued writes are dropped", str(exc), len(batch))
-            return
+            return [False] * len(batch)
+        applied = []
         for (name, _, _), result in zip(batch, results, strict=False):
+            applied.append(result == 1)
             if result != 1:
                 self.dropped_writes += 1
                 reason = result.decode(errors="replace") if isinstance(result, bytes) else repr(result)
                 logger.warning("the shared session store refused a write (%s): %s; dropped", name, reason)
+        return applied
 
     async def flush(self) -> None:
         await self._drained.wait()
@@ -764,10 +826,10 @@ class RedisBackend:
         key = self._key("t", task_id)
         await self._call("task", lambda: client.set(key, record, px=max(1, ttl_ms)))
 
-    def save_task(self, task_id: str, record: bytes, ttl_ms: int) -> None:
+    def save_task(self, task_id: str, record: bytes, ttl_ms: int) -> int:
         if self._client is None:
-            return
-        self._enqueue(("set", [self._key("t", task_id)], [record, max(1, ttl_ms)]))
+            return -1
+        return self._enqueue(("set", [self._key("t", task_id)], [record, max(1, ttl_ms)]))
 
     def delete_task(self, task_id: str) -> None:
         if self._client is None:

@@ -18,7 +18,8 @@ without it, objects with a nursery in the worker serving them; this module adds:
   every ``subscriptions/listen`` stream;
 * the records of the 2026-07-28 tasks this worker runs are kept in the store, so
   ``tasks/get`` is answered on any worker, and ``tasks/cancel`` and ``tasks/update``
-  received elsewhere reach this one (the rules are in ``transport/tasks.py``).
+  received elsewhere reach this one, which confirms them once its record shows them
+  (the rules are in ``transport/tasks.py``).
 
 Without ``redis_url`` none of this is created and the transport's paths are as
 before (each hook is one ``is None`` test).
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -198,6 +200,9 @@ class Fleet:
         #: Sessions being restored here: the bus's signals for each, kept (one list per
         #: restore under way) until the restored copy is listed, then applied to it.
         self._restoring: dict[str, list[list[Signal]]] = {}
+        #: ``tasks/cancel`` and ``tasks/update`` sent to the worker running the task,
+        #: by reply id: where its confirmation goes.
+        self._confirmations: dict[str, _Confirmation] = {}
 
     @property
     def tag(self) -> int:
@@ -279,7 +284,23 @@ class Fleet:
     def task_signal(self, task_id: str, signal: Signal) -> None:
         if signal.origin == self.tag or self._stateless is None:
             return  # sent from here: about a task this worker did not run
+        if signal.kind == "done":
+            self._confirmed(signal.body)
+            return
         self._stateless.tasks.signalled(task_id, signal.kind, signal.body)
+
+    def _confirmed(self, body: bytes) -> None:
+        """The running worker's confirmation of a ``cancel`` or ``update`` (ignored
+        unless it was sent from here and is still awaited)."""
+        try:
+            message = json.loads(body)
+            waiting = self._confirmations.get(message["reply"])
+            if waiting is not None:
+                error = message.get("error")
+                waiting.error = error if isinstance(error, dict) else None
+                waiting.done.set()
+        except (ValueError, KeyError, TypeError) as exc:
+            logger.warning("ignoring a malformed task confirmation: %r", exc)
 
     def bus_lost(self) -> None:
         era = self._era
@@ -498,8 +519,14 @@ class Fleet:
             logger.warning("%s", str(exc))
             raise McpError(INTERNAL_ERROR, "The shared session store is unavailable; retry later") from exc
 
-    def save_task(self, task_id: str, record: bytes, ttl_ms: int) -> None:
-        self.backend.save_task(task_id, record, ttl_ms)
+    def save_task(self, task_id: str, record: bytes, ttl_ms: int) -> int:
+        return self.backend.save_task(task_id, record, ttl_ms)
+
+    async def task_written(self, position: int) -> None:
+        try:
+            await self.backend.written(position)
+        except BackendUnavailable as exc:
+            raise self._unavailable(exc) from exc
 
     def delete_task(self, task_id: str) -> None:
         self.backend.delete_task(task_id)
@@ -510,8 +537,40 @@ class Fleet:
         except BackendUnavailable as exc:
             raise self._unavailable(exc) from exc
 
-    def send_task(self, task_id: str, kind: str, body: bytes) -> None:
-        self.backend.send_task(task_id, Signal(kind, self.tag, body=body))
+    async def send_task(self, task_id: str, kind: str, message: dict[str, Any]) -> dict[str, Any] | None:
+        if not self.backend.bus_ready:
+            # The confirmation could not be heard: refused rather than left unknown.
+            raise self.gate.refusal("the shared session store is unavailable")
+        reply = secrets.token_urlsafe(12)
+        waiting = self._confirmations[reply] = _Confirmation()
+        try:
+            body = jsonrpc.to_json({**message, "reply": reply})
+            self.backend.send_task(task_id, Signal(kind, self.tag, body=body))
+            # A bus round trip and the running worker's write: milliseconds, unless that
+            # worker is gone (crashed) or the store does not answer.
+            with trio.move_on_after(self.backend.timeout):
+                await waiting.done.wait()
+        finally:
+            del self._confirmations[reply]
+        if not waiting.done.is_set():
+            logger.warning("task %s: the worker running it did not confirm a %s in time", task_id, kind)
+            raise self.gate.refusal("the worker running the task did not answer")
+        return waiting.error
+
+    def confirm_task(self, task_id: str, reply: str, error: dict[str, Any] | None) -> None:
+        body = jsonrpc.to_json({"reply": reply, "error": error})
+        self.backend.send_task(task_id, Signal("done", self.tag, body=body))
+
+
+class _Confirmation:
+    """A ``tasks/cancel`` or ``tasks/update`` awaiting the running worker's ``done``."""
+
+    __slots__ = ("done", "error")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        #: The error the running worker answered it with, if it refused it.
+        self.error: dict[str, Any] | None = None
 
 
 def _cannot_resume(last_event_id: str) -> ProtocolError:

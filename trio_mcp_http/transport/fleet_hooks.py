@@ -62,8 +62,13 @@ class TaskHooks(Protocol):
         """Store a new task's record (``McpError``, retry later, when the store does not
         answer)."""
 
-    def save_task(self, task_id: str, record: bytes, ttl_ms: int) -> None:
-        """A task's new state (queued, in order)."""
+    def save_task(self, task_id: str, record: bytes, ttl_ms: int) -> int:
+        """A task's new state (queued, in order); the write's position for
+        :meth:`task_written` (``-1``: dropped)."""
+
+    async def task_written(self, position: int) -> None:
+        """Until the write at ``position`` is in the store (at once for ``0``); the 503
+        refusal when it is not, within the store's bound."""
 
     def delete_task(self, task_id: str) -> None:
         """Forget a task's record (queued)."""
@@ -71,5 +76,12 @@ class TaskHooks(Protocol):
     async def load_task(self, task_id: str) -> bytes | None:
         """A task's record (the 503 refusal when the store does not answer)."""
 
-    def send_task(self, task_id: str, kind: str, body: bytes) -> None:
-        """A ``cancel`` or ``update`` for the worker running the task."""
+    async def send_task(self, task_id: str, kind: str, message: dict[str, Any]) -> dict[str, Any] | None:
+        """A ``cancel`` or ``update`` for the worker running the task, and until it has
+        confirmed it (its record then shows it): the error it refused it with, or
+        ``None``.  The 503 refusal when the bus is down or no confirmation comes within
+        the store's bound."""
+
+    def confirm_task(self, task_id: str, reply: str, error: dict[str, Any] | None) -> None:
+        """Confirm a ``cancel`` or ``update`` another worker sent (queued after this
+        worker's writes of the task's record, so it is heard once they are applied)."""

@@ -315,11 +315,19 @@ class StatelessEra:
         params = message.params or {}
         capabilities = meta[META_CAPABILITIES]
         shared = await self.tasks.find(params, capabilities)
+        unavailable: list[ProtocolError] = []
 
         async def call() -> Any:
-            return self._decorate(method, self.tasks.answer(method, params, capabilities, principal, shared))
+            try:
+                answered = await self.tasks.answer_in_fleet(method, params, capabilities, principal, shared)
+            except ProtocolError as refused:  # not acknowledged in time: 503, as find's
+                unavailable.append(refused)
+                raise
+            return self._decorate(method, answered)
 
         answer = await run_handler(message.request_id, method, call, stateless=True)
+        if unavailable:
+            raise unavailable[0]
         await response.respond(answer.status, JSON_HEADERS, answer.body)
 
     def _context(

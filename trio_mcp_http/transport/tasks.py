@@ -29,9 +29,19 @@ checked against the record (unknown or foreign task: unknown, as here; malformed
 ``inputResponses``, or an answer that does not fit a request the record shows
 pending: -32602, as here; a task the record shows finished: acknowledged, nothing
 to do, as here) and then put on the bus for the worker running the task, which
-applies them exactly as it would its own requests.  So another worker's
-acknowledgement is given before the change is applied: its effect shows in
-``tasks/get`` once the running worker has applied it (a bus round trip).
+applies them exactly as it would its own requests and confirms on the bus, behind
+the write of the record they changed.
+
+Read your writes, on any worker: a ``tasks/update`` or ``tasks/cancel`` is
+acknowledged only once the record in the store shows it: on the running worker once
+its write of the record is applied, on another once the running worker's
+confirmation has come (so its write is applied: one writer, in order); the error it
+refused the change with, if it did, is the answer.  ``tasks/get`` on the running
+worker waits likewise for the write of what it shows, so that no other worker shows
+an older state afterwards, and a ``CreateTaskResult`` goes out only once the record
+is stored.  Every such wait is bounded (the store's timeout): a 503 with
+``Retry-After`` past it (for ``tasks/get`` on the running worker: the answer from
+memory, as when the store is down).  Without a fleet none of this waits.
 """
 
 from __future__ import annotations
@@ -119,6 +129,10 @@ class Task:
         #: The (issuer, subject) whose request created the task, when authorization is
         #: on: nobody else can reach it.
         self.owner: tuple[str | None, str] | None = None
+        #: In a fleet: the position of the last queued write of the record (``0``: none
+        #: since it was stored), and whether one was not applied (written again).
+        self.written = 0
+        self.unshared = False
 
     # -- TaskControl ------------------------------------------------------------------
 
@@ -552,7 +566,8 @@ class TaskRegistry:
     def _share(self, task: Task) -> None:
         """A change of a task: its shared record follows (queued, in order)."""
         if self._fleet is not None and task.born:
-            self._fleet.save_task(task.id, self._record(task), self._ttl_ms(task))
+            task.written = self._fleet.save_task(task.id, self._record(task), self._ttl_ms(task))
+            task.unshared = False
 
     async def _store_first(self, task: Task) -> None:
         """The task's record, stored before its id is given out: so a ``tasks/get`` on
@@ -584,31 +599,40 @@ class TaskRegistry:
         return None if raw is None else SharedTask.parse(raw)
 
     def signalled(self, task_id: str, kind: str, body: bytes) -> None:
-        """A ``tasks/cancel`` or ``tasks/update`` another worker acknowledged: applied
-        here as if it had been received here (ignored unless this worker runs it)."""
+        """A ``tasks/cancel`` or ``tasks/update`` another worker received: applied here
+        as if it had been received here (ignored unless this worker runs it), then
+        confirmed to that worker behind the write of the record it changed."""
         task = self._tasks.get(task_id)
-        if task is None:
+        if task is None or self._fleet is None:
             return
+        reply: Any = None
+        error: McpError | None = None
         try:
             message = json.loads(body)
+            reply = message.get("reply")
             owner = message["owner"]
             if (None if owner is None else (owner[0], owner[1])) != task.owner:
-                logger.warning("task %s: ignoring a %s for another principal", task_id, kind)
-                return
-            if kind == "cancel":
+                logger.warning("task %s: refusing a %s for another principal", task_id, kind)
+                error = McpError(INVALID_PARAMS, f"Unknown task: {task_id}", {"taskId": task_id})
+            elif kind == "cancel":
                 task.cancel()
             elif kind == "update":
                 task.update(message["inputResponses"])
         except McpError as exc:
             # The record it was checked against was behind: as a late answer would be.
             logger.info("task %s: a tasks/update from another worker is refused: %s", task_id, exc.message)
+            error = exc
         except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
             logger.warning("task %s: ignoring a malformed %s signal: %r", task_id, kind, exc)
+            return
+        if isinstance(reply, str):  # a worker of an earlier version asks for none
+            self._fleet.confirm_task(task_id, reply, None if error is None else error.to_error_object())
 
-    def _answer_shared(
+    async def _answer_shared(
         self, method: str, params: dict[str, Any], task_id: str, shared: SharedTask
     ) -> dict[str, Any]:
-        """``tasks/*`` for a task another worker runs, checked against its record."""
+        """``tasks/*`` for a task another worker runs, checked against its record; a
+        change is acknowledged once that worker has confirmed it."""
         assert self._fleet is not None
         body = shared.body
         if method == "tasks/get":
@@ -625,10 +649,13 @@ class TaskRegistry:
                 if isinstance(request, dict) and not answer_is_valid(str(request.get("method")), answer):
                     raise _invalid_answer(wire, str(request.get("method")))
             if responses and not finished:
-                message = {"owner": owner, "inputResponses": responses}
-                self._fleet.send_task(task_id, "update", jsonrpc.to_json(message))
+                refused = await self._fleet.send_task(
+                    task_id, "update", {"owner": owner, "inputResponses": responses}
+                )
+                if refused is not None:
+                    raise McpError(refused["code"], refused["message"], refused.get("data"))
         elif not finished:
-            self._fleet.send_task(task_id, "cancel", jsonrpc.to_json({"owner": owner}))
+            await self._fleet.send_task(task_id, "cancel", {"owner": owner})
         return {"resultType": "complete"}
 
     # -- tasks/get, tasks/update, tasks/cancel ----------------------------------------
@@ -639,19 +666,60 @@ class TaskRegistry:
         params: dict[str, Any],
         capabilities: dict[str, Any],
         principal: Principal | None = None,
+    ) -> dict[str, Any]:
+        """Answer ``tasks/*`` for the task this worker runs (without a fleet;
+        :meth:`answer_in_fleet` with one)."""
+        return self._answer_local(method, params, self._mine(params, capabilities, principal))
+
+    async def answer_in_fleet(
+        self,
+        method: str,
+        params: dict[str, Any],
+        capabilities: dict[str, Any],
+        principal: Principal | None = None,
         shared: SharedTask | None = None,
     ) -> dict[str, Any]:
-        """Answer ``tasks/*`` for the task this worker runs, or (``shared``, from
-        :meth:`find`) for one another worker of the fleet runs."""
+        """:meth:`answer` in a fleet, for the task this worker runs or (``shared``, from
+        :meth:`find`) one another worker runs, once the store shows what is answered
+        (read your writes on every worker: see the module docstring).  Raises the 503
+        refusal (a ``ProtocolError``) when the store or the running worker does not
+        answer in time."""
+        assert self._fleet is not None
+        if not declares_tasks(capabilities):
+            raise missing_extension()
+        task_id = params.get("taskId")
+        owner = None if principal is None else principal.owner
+        mine = self._tasks.get(task_id) if isinstance(task_id, str) else None
+        if (mine is None or mine.owner != owner) and shared is not None and shared.owner == owner:
+            assert isinstance(task_id, str)
+            return await self._answer_shared(method, params, task_id, shared)
+        task = self._mine(params, capabilities, principal)
+        if task.unshared:
+            self._share(task)  # its last write was not applied: written again
+        answered = self._answer_local(method, params, task)
+        try:
+            await self._fleet.task_written(task.written)
+        except McpError:
+            task.unshared = True
+            if method != "tasks/get":
+                raise
+            # A read: this worker's own state, from memory, as when the store is down.
+        return answered
+
+    def _mine(
+        self, params: dict[str, Any], capabilities: dict[str, Any], principal: Principal | None
+    ) -> Task:
+        """The task ``tasks/*`` names, run here for the principal asking."""
         if not declares_tasks(capabilities):
             raise missing_extension()
         task_id = params.get("taskId")
         owner = None if principal is None else principal.owner
         task = self._tasks.get(task_id) if isinstance(task_id, str) else None
         if task is None or task.owner != owner:
-            if shared is not None and shared.owner == owner and isinstance(task_id, str):
-                return self._answer_shared(method, params, task_id, shared)
             raise McpError(INVALID_PARAMS, f"Unknown task: {task_id}", {"taskId": task_id})
+        return task
+
+    def _answer_local(self, method: str, params: dict[str, Any], task: Task) -> dict[str, Any]:
         if method == "tasks/get":
             return {"resultType": "complete", **task.detailed()}
         if method == "tasks/update":
