@@ -9,9 +9,11 @@ session.  One ``selectors`` loop, the ``h2`` package for framing (Hypercorn's ow
 dependency), the server's CPU read from ``/proc`` at the edges of every window, as
 ``loadgen.py`` does.  When the server ends the connection (GOAWAY: Hypercorn does after
 ``keep_alive_max_requests`` requests), the streams it did not take are sent again on a
-new connection, as clients do; so are those it had accepted, since with python-h2 on
-both sides no frame passes after a GOAWAY (counted: ``unanswered_after_goaway``; their
-latency runs from the first send).
+new connection, as clients do, and those it accepted are waited for on the old one
+until it closes.  python-h2 refuses every frame after a GOAWAY (python-hyper/h2#1181),
+so the client's connection here takes frames one at a time and reopens its state after
+one.  Accepted streams still unanswered when the connection closes are sent again
+(counted: ``unanswered_after_goaway``; their latency runs from the first send).
 
     h2load.py --url URL --pid PID --mode json|modern|sse|stateless --streams 16
     h2load.py --url URL --pid PID --mode modern --requests 20    # exactly 20 timed calls
@@ -93,13 +95,30 @@ class Client:
         self.done = False
 
 
+class Tolerant(h2.connection.H2Connection):
+    """Takes frames after a GOAWAY (python-hyper/h2#1181): one frame at a time, state reopened."""
+
+    def receive_data(self, data: bytes) -> list[h2.events.Event]:
+        buf = getattr(self, "_inbox", bytearray()) + data
+        events = []
+        while len(buf) >= 9:
+            end = 9 + int.from_bytes(buf[:3], "big")
+            if len(buf) < end:
+                break
+            frame, buf = bytes(buf[:end]), buf[end:]
+            for event in super().receive_data(frame):
+                if isinstance(event, h2.events.ConnectionTerminated):
+                    self.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN
+                events.append(event)
+        self._inbox = buf
+        return events
+
+
 class Connection:
     def __init__(self, load: H2Load) -> None:
         self.sock = socket.create_connection((load.host, load.port), timeout=10)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.h2 = h2.connection.H2Connection(
-            h2.config.H2Configuration(client_side=True, header_encoding=None)
-        )
+        self.h2 = Tolerant(h2.config.H2Configuration(client_side=True, header_encoding=None))
         self.h2.initiate_connection()
         self.calls: dict[int, Call] = {}
         self.blocked: list[Call] = []
@@ -251,10 +270,11 @@ class H2Load:
                         conn.blocked.append(call)
         conn.flush()
         if conn.goaway is not None:
-            # python-h2 (Hypercorn's and ours) takes no frame after a GOAWAY: the streams
-            # the server had accepted are not answered on this connection any more.
-            self.unanswered_after_goaway += sum(1 for sid in conn.calls if sid <= conn.goaway)
-            self.close(conn)
+            later = [sid for sid in conn.calls if sid > conn.goaway]
+            if later:
+                self.resend([conn.calls.pop(sid) for sid in sorted(later)])
+            if not conn.calls:
+                self.close(conn)
 
     def complete(self, call: Call) -> None:
         body = b"".join(call.data)
@@ -274,6 +294,8 @@ class H2Load:
         with contextlib.suppress(KeyError, ValueError):
             self.sel.unregister(conn.sock)
         conn.sock.close()
+        if conn.goaway is not None:
+            self.unanswered_after_goaway += sum(1 for sid in conn.calls if sid <= conn.goaway)
         left = [conn.calls[sid] for sid in sorted(conn.calls)]
         conn.calls.clear()
         if left:
