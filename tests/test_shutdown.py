@@ -486,3 +486,16 @@ async def test_workers_need_shared_or_no_sessions() -> None:
     )
     assert result.returncode == 2
     assert b"--workers > 1 needs --stateless or --redis-url" in result.stderr
+
+
+async def test_workers_do_not_outlive_their_supervisor() -> None:
+    """Killed outright (no chance to pass the signal on), the supervisor still takes its
+    workers with it: each gets SIGTERM, drains and exits.  The workers write to the
+    supervisor's stderr: the pipe reaches its end only once both have exited."""
+    with trio.fail_after(20):
+        async with server_process(5.0, "--workers", "2", "--stateless", listening=2) as (process, _, lines):
+            process.kill()
+            assert await process.wait() == -signal.SIGKILL
+        # Leaving the block waited for the end of stderr: every worker has exited.
+    assert sum("draining" in line for line in lines) == 2
+    assert sum("received SIGTERM" in line for line in lines) == 2

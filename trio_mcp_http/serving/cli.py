@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
+import ctypes
 import importlib
 import inspect
 import logging
@@ -295,6 +296,9 @@ def main(argv: list[str] | None = None) -> None:
                 "worker, and a 2025 session lives in one process unless it is shared through Redis"
             )
         sys.exit(_run_workers(args, sys.argv[1:] if argv is None else argv, parser))
+    supervisor = os.environ.pop(_SUPERVISOR, None)
+    if supervisor is not None:
+        _die_with(int(supervisor))
     sock = None
     if args.fd is not None:
         try:
@@ -349,6 +353,7 @@ def _run_workers(args: argparse.Namespace, argv: list[str], parser: argparse.Arg
                 key_file.write(secrets.token_hex(32).encode())
             extra += ["--request-state-key-file", key_path]
         command = [sys.executable, "-m", "trio_mcp_http", *argv, *extra]
+        env = {**os.environ, _SUPERVISOR: str(os.getpid())}
         stopping = False
 
         def stop(signum: int, frame: Any) -> None:
@@ -365,7 +370,9 @@ def _run_workers(args: argparse.Namespace, argv: list[str], parser: argparse.Arg
             for _ in range(args.workers):
                 # Their own process group: a terminal's ^C reaches this process only,
                 # which passes it on once (a second signal must not cut a drain short).
-                workers.append(subprocess.Popen(command, pass_fds=[sock.fileno()], start_new_session=True))
+                workers.append(
+                    subprocess.Popen(command, pass_fds=[sock.fileno()], start_new_session=True, env=env)
+                )
             logging.getLogger("trio_mcp_http").info(
                 "%d workers (pids %s) on %s port %d",
                 len(workers),
@@ -391,6 +398,22 @@ def _run_workers(args: argparse.Namespace, argv: list[str], parser: argparse.Arg
                     worker.kill()
                     worker.wait()
         return 0 if stopping and all(code == 0 for code in statuses.values()) else 1
+
+
+#: Set by ``--workers N`` for its workers: the supervisor's pid.
+_SUPERVISOR = "TRIO_MCP_HTTP_SUPERVISOR"
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with(supervisor: int) -> None:
+    """A worker of ``--workers N``: get SIGTERM (and drain) when the supervisor dies,
+    however it dies (Linux: ``PR_SET_PDEATHSIG``); never outlive it unnoticed."""
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != supervisor:
+        # It died before the request above took effect.
+        sys.exit("trio-mcp-http: the supervisor of this worker has exited")
 
 
 def _exit_promptly() -> None:
