@@ -899,6 +899,9 @@ def _hypercorn_config(
     # Log through the standard logging tree (configured by the application), once.
     hc.errorlog = logging.getLogger("hypercorn.error")
     hc.accesslog = None
+    # No "server: hypercorn-h11" on every response: it tells a scanner what runs here,
+    # and costs a header (validated by h11) per response.  hypercorn= may turn it on.
+    hc.include_server_header = False
     # A WebSocket message is bounded as a POST body is: Hypercorn buffers a message
     # whole before the app sees it, so its own bound is the one that holds memory down
     # (a larger message is closed with 1009, RFC 6455 §7.4.1).

@@ -39,7 +39,11 @@ class Attachment:
     def __init__(self, stream: SseStream, prelude: list[bytes]) -> None:
         self.stream = stream
         self.prelude = prelude
-        self.send, self.receive = trio.open_memory_channel[bytes](stream.buffer_size)
+        # (Not ``open_memory_channel[bytes](...)``: subscripting at run time goes
+        # through typing's cache on every call, one per POST stream.)
+        self.send: trio.MemorySendChannel[bytes]
+        self.receive: trio.MemoryReceiveChannel[bytes]
+        self.send, self.receive = trio.open_memory_channel(stream.buffer_size)
         #: The stream let go of this connection before it finished: the client must
         #: come back for the rest.  (The stream may finish meanwhile, before the
         #: writer notices; only this flag says which way its channel was closed.)
