@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,28 +20,30 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def bench_server(*extra: str) -> Iterator[tuple[str, int]]:
-    port = free_port()
+    """The benchmark server on a socket bound and listening here, handed to it: a
+    connection made before it serves waits in the socket's queue, so nothing polls
+    for it to be ready."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    port = int(listener.getsockname()[1])
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    command = [sys.executable, "-m", "benchmarks.servers.ours", "--port", str(port), *extra]
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    command = [
+        sys.executable, "-m", "benchmarks.servers.ours",
+        "--port", str(port), "--fd", str(listener.fileno()), *extra,
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        pass_fds=[listener.fileno()],
+    )
+    listener.close()  # the server holds its own copy
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "server did not listen"
-                time.sleep(0.05)
         yield f"http://127.0.0.1:{port}/mcp", proc.pid
     finally:
         proc.send_signal(signal.SIGTERM)

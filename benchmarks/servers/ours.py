@@ -54,11 +54,15 @@ async def broadcast(start: int, count: int = 1) -> str:
     return "ok"
 
 
-def run_workers(n: int, host: str, port: int, rest: list[str]) -> int:
-    """Bind once, run ``n`` workers of this module on the socket; wait for them all."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+def run_workers(n: int, host: str, port: int, rest: list[str], fd: int | None = None) -> int:
+    """Bind once (or take the inherited socket ``fd``), run ``n`` workers of this module
+    on the socket; wait for them all."""
+    if fd is not None:
+        sock = socket.socket(fileno=fd)
+    else:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
     env = dict(os.environ, BENCH_REQUEST_STATE_KEY=secrets.token_hex(32))
     command = [sys.executable, "-m", "benchmarks.servers.ours", *rest, "--fd", str(sock.fileno())]
     workers = [
@@ -85,7 +89,7 @@ def main() -> None:
     sys.argv[1:] = rest
     args = parse_args(__doc__ or "")
     if extra.workers > 1:
-        sys.exit(run_workers(extra.workers, args.host, args.port, rest))
+        sys.exit(run_workers(extra.workers, args.host, args.port, rest, extra.fd))
     key = os.environ.get("BENCH_REQUEST_STATE_KEY")
     config = TransportConfig(
         json_response=args.mode == "json",
