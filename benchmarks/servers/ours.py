@@ -13,14 +13,13 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import signal
 import socket
-import subprocess
 import sys
 
 import trio
 
 from trio_mcp_http import McpServer, TransportConfig, serve
+from trio_mcp_http.serving.cli import follow_supervisor, supervise
 
 from ._common import parse_args
 
@@ -56,7 +55,7 @@ async def broadcast(start: int, count: int = 1) -> str:
 
 def run_workers(n: int, host: str, port: int, rest: list[str], fd: int | None = None) -> int:
     """Bind once (or take the inherited socket ``fd``), run ``n`` workers of this module
-    on the socket; wait for them all."""
+    on the socket, supervised as ``trio-mcp-http serve --workers N`` supervises its own."""
     if fd is not None:
         sock = socket.socket(fileno=fd)
     else:
@@ -65,20 +64,8 @@ def run_workers(n: int, host: str, port: int, rest: list[str], fd: int | None = 
         sock.bind((host, port))
     env = dict(os.environ, BENCH_REQUEST_STATE_KEY=secrets.token_hex(32))
     command = [sys.executable, "-m", "benchmarks.servers.ours", *rest, "--fd", str(sock.fileno())]
-    workers = [
-        subprocess.Popen(command, pass_fds=[sock.fileno()], env=env, start_new_session=True) for _ in range(n)
-    ]
-
-    def stop(signum: int, frame: object) -> None:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.send_signal(signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    codes = [worker.wait() for worker in workers]
-    sock.close()
-    return max(codes, key=abs)
+    with sock:
+        return supervise(n, command, sock, where=f"{host} port {port}", env=env)
 
 
 def main() -> None:
@@ -98,6 +85,7 @@ def main() -> None:
         grace_period=args.grace,
         **({"request_state_key": key.encode()} if key else {}),
     )
+    follow_supervisor()
     sock = None if extra.fd is None else socket.socket(fileno=extra.fd)
     trio.run(lambda: serve(server, host=args.host, port=args.port, config=config, sock=sock))
 

@@ -41,7 +41,7 @@ from ..server.mcp_server import McpServer
 from ..transport.config import TransportConfig
 from .serve import serve
 
-__all__ = ["load_server", "main"]
+__all__ = ["follow_supervisor", "load_server", "main", "supervise"]
 
 #: Settings the command line offers in another shape (see _special_flags).
 _SPECIAL = frozenset({"host_policy", "event_store_factory", "request_state_key", "auth_verifier"})
@@ -296,9 +296,7 @@ def main(argv: list[str] | None = None) -> None:
                 "worker, and a 2025 session lives in one process unless it is shared through Redis"
             )
         sys.exit(_run_workers(args, sys.argv[1:] if argv is None else argv, parser))
-    supervisor = os.environ.pop(_SUPERVISOR, None)
-    if supervisor is not None:
-        _die_with(int(supervisor))
+    follow_supervisor()
     sock = None
     if args.fd is not None:
         try:
@@ -331,9 +329,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def _run_workers(args: argparse.Namespace, argv: list[str], parser: argparse.ArgumentParser) -> int:
     """``--workers N``: bind once, then run N copies of this command on that socket
-    (``--fd``), each a whole server with its own drain; SIGINT and SIGTERM reach every
-    worker.  A worker that exits on its own stops the others (a supervisor restarts the
-    whole); the exit status is 0 only if every worker exited cleanly."""
+    (``--fd``), with one 2026-07-28 ``requestState`` key for all of them (see
+    :func:`supervise`)."""
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     try:
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -353,51 +350,70 @@ def _run_workers(args: argparse.Namespace, argv: list[str], parser: argparse.Arg
                 key_file.write(secrets.token_hex(32).encode())
             extra += ["--request-state-key-file", key_path]
         command = [sys.executable, "-m", "trio_mcp_http", *argv, *extra]
-        env = {**os.environ, _SUPERVISOR: str(os.getpid())}
-        stopping = False
+        return supervise(args.workers, command, sock, where=f"{args.host} port {port}")
 
-        def stop(signum: int, frame: Any) -> None:
-            nonlocal stopping
-            stopping = True
-            for worker in workers:
-                if worker.poll() is None:
-                    worker.send_signal(signal.SIGTERM)
 
-        workers: list[subprocess.Popen[bytes]] = []
-        statuses: dict[int, int] = {}
-        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            for _ in range(args.workers):
-                # Their own process group: a terminal's ^C reaches this process only,
-                # which passes it on once (a second signal must not cut a drain short).
-                workers.append(
-                    subprocess.Popen(command, pass_fds=[sock.fileno()], start_new_session=True, env=env)
-                )
-            logging.getLogger("trio_mcp_http").info(
-                "%d workers (pids %s) on %s port %d",
-                len(workers),
-                ", ".join(str(w.pid) for w in workers),
-                args.host,
-                port,
+def supervise(
+    count: int,
+    command: list[str],
+    sock: socket.socket,
+    *,
+    where: str = "",
+    env: dict[str, str] | None = None,
+) -> int:
+    """Run ``count`` copies of ``command`` (worker processes that serve on the inherited
+    ``sock``) and wait for them; the supervision of ``serve --workers N``.
+
+    Each worker runs in its own process group, so a terminal's ^C reaches this process
+    only, which passes SIGINT and SIGTERM on as one SIGTERM (a second signal must not
+    cut a drain short).  A worker that exits on its own stops the others (a supervisor
+    above restarts the whole).  Workers that call :func:`follow_supervisor` die with
+    this process however it dies.  Returns 0 only if every worker was told to stop and
+    exited cleanly.
+    """
+    log = logging.getLogger("trio_mcp_http")
+    environment = {**(os.environ if env is None else env), _SUPERVISOR: str(os.getpid())}
+    stopping = False
+    workers: list[subprocess.Popen[bytes]] = []
+    statuses: dict[int, int] = {}
+
+    def stop(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for _ in range(count):
+            workers.append(
+                subprocess.Popen(command, pass_fds=[sock.fileno()], start_new_session=True, env=environment)
             )
-            while len(statuses) < len(workers):
-                pid, status = os.wait()
-                if not any(w.pid == pid for w in workers):
-                    continue
-                statuses[pid] = os.waitstatus_to_exitcode(status)
-                if not stopping:
-                    logging.getLogger("trio_mcp_http").error(
-                        "worker %d exited (status %d): stopping the others", pid, statuses[pid]
-                    )
-                    stop(signal.SIGTERM, None)
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-            for worker in workers:
-                if worker.poll() is None:
-                    worker.kill()
-                    worker.wait()
-        return 0 if stopping and all(code == 0 for code in statuses.values()) else 1
+        log.info("%d workers (pids %s) on %s", count, ", ".join(str(w.pid) for w in workers), where)
+        while len(statuses) < len(workers):
+            pid, status = os.wait()
+            if not any(w.pid == pid for w in workers):
+                continue
+            statuses[pid] = os.waitstatus_to_exitcode(status)
+            if not stopping:
+                log.error("worker %d exited (status %d): stopping the others", pid, statuses[pid])
+                stop(signal.SIGTERM, None)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+    return 0 if stopping and all(code == 0 for code in statuses.values()) else 1
+
+
+def follow_supervisor() -> None:
+    """In a worker started by :func:`supervise`: die with the supervisor."""
+    supervisor = os.environ.pop(_SUPERVISOR, None)
+    if supervisor is not None:
+        _die_with(int(supervisor))
 
 
 #: Set by ``--workers N`` for its workers: the supervisor's pid.
