@@ -39,32 +39,20 @@ import h2.connection
 import h2.events
 import h2.exceptions
 
-try:
-    from benchmarks.loadgen import (
-        INITIALIZED,
-        LEGACY_VERSION,
-        MODERN_VERSION,
-        Processes,
-        Window,
-        initialize_body,
-        median_of,
-        percentile,
-        response_ok,
-        tool_call_body,
-    )
-except ImportError:  # run as a script: benchmarks/ is on sys.path
-    from loadgen import (  # type: ignore[no-redef]
-        INITIALIZED,
-        LEGACY_VERSION,
-        MODERN_VERSION,
-        Processes,
-        Window,
-        initialize_body,
-        median_of,
-        percentile,
-        response_ok,
-        tool_call_body,
-    )
+# A script, run by path as loadgen.py is (its folder is then on sys.path).
+from loadgen import (
+    INITIALIZED,
+    LEGACY_VERSION,
+    MODERN_VERSION,
+    WINDOW_KEYS,
+    Processes,
+    Window,
+    initialize_body,
+    medians,
+    response_ok,
+    tool_call_body,
+    window_figures,
+)
 
 perf = time.perf_counter
 CLOSED = h2.connection.ConnectionState.CLOSED
@@ -407,17 +395,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "reps": reps,
         "client_errors": load.client_errors[:5],
     }
-    for key in (
-        "requests",
-        "rps",
-        "p50_ms",
-        "p99_ms",
-        "cpu_us_per_req",
-        "server_cpu_util",
-        "errors",
-        "loadgen_cpu_us_per_req",
-    ):
-        result[key] = median_of(reps, key)
+    result.update(medians(reps, ("requests", *WINDOW_KEYS)))
     for conn in [key.data for key in list(load.sel.get_map().values())]:
         conn.sock.close()
     return result
@@ -425,20 +403,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def summary(load: H2Load, window: Window) -> dict[str, Any]:
     elapsed, cpu = window.close()
-    lat = sorted(load.latencies)
-    done = load.ok
-    return {
-        "requests": done,
-        "errors": load.errors,
-        "elapsed_s": round(elapsed, 4),
-        "rps": done / elapsed if elapsed else 0.0,
-        "p50_ms": (percentile(lat, 0.50) or 0) * 1e3,
-        "p99_ms": (percentile(lat, 0.99) or 0) * 1e3,
-        "server_cpu_s": cpu,
-        "server_cpu_util": cpu / elapsed if elapsed else 0.0,
-        "cpu_us_per_req": cpu / done * 1e6 if done else None,
-        "loadgen_cpu_us_per_req": window.own_cpu / done * 1e6 if done else None,
-    }
+    return window_figures(load.latencies, load.ok, load.errors, elapsed, cpu, window.own_cpu)
 
 
 def main(argv: list[str] | None = None) -> None:

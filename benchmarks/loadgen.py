@@ -682,6 +682,44 @@ def median_of(reps: list[dict[str, Any]], key: str) -> Any:
     return statistics.median(values) if values else None
 
 
+def medians(reps: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, Any]:
+    """The median over ``reps`` of each of ``keys`` (``None`` where no window has it)."""
+    return {key: median_of(reps, key) for key in keys}
+
+
+#: The figures of a request window (:func:`window_figures`) that a scenario reports as
+#: medians over its windows.
+WINDOW_KEYS = (
+    "rps",
+    "p50_ms",
+    "p99_ms",
+    "cpu_us_per_req",
+    "server_cpu_util",
+    "errors",
+    "loadgen_cpu_us_per_req",
+)
+
+
+def window_figures(
+    latencies: list[float], completed: int, errors: int, elapsed: float, cpu: float, own_cpu: float
+) -> dict[str, Any]:
+    """One request window's figures: throughput, latency percentiles, the server's CPU
+    (``cpu`` seconds) and this process's (``own_cpu``) per completed request."""
+    lat = sorted(latencies)
+    return {
+        "requests": completed,
+        "errors": errors,
+        "elapsed_s": round(elapsed, 4),
+        "rps": completed / elapsed if elapsed else 0.0,
+        "p50_ms": (percentile(lat, 0.50) or 0) * 1e3,
+        "p99_ms": (percentile(lat, 0.99) or 0) * 1e3,
+        "server_cpu_s": cpu,
+        "server_cpu_util": cpu / elapsed if elapsed else 0.0,
+        "cpu_us_per_req": cpu / completed * 1e6 if completed else None,
+        "loadgen_cpu_us_per_req": own_cpu / completed * 1e6 if completed else None,
+    }
+
+
 class Window:
     """Server CPU (summed over its processes) and wall clock over one measurement
     window; also this process's own CPU time (``own_cpu``)."""
@@ -758,23 +796,8 @@ def scenario_throughput(args: argparse.Namespace) -> dict[str, Any]:
         engine.run_until(perf() + args.duration)
         elapsed, cpu = window.close()
         engine.recording = False
-        lat = sorted(engine.latencies)
-        completed = engine.ok
-        reps.append(
-            {
-                "requests": completed,
-                "errors": engine.errors,
-                "elapsed_s": round(elapsed, 4),
-                "rps": completed / elapsed if elapsed else 0.0,
-                "p50_ms": (percentile(lat, 0.50) or 0) * 1e3,
-                "p99_ms": (percentile(lat, 0.99) or 0) * 1e3,
-                "server_cpu_s": cpu,
-                "server_cpu_util": cpu / elapsed if elapsed else 0.0,
-                "cpu_us_per_req": cpu / completed * 1e6 if completed else None,
-                "server_processes": window.processes,
-                "loadgen_cpu_us_per_req": window.own_cpu / completed * 1e6 if completed else None,
-            }
-        )
+        figures = window_figures(engine.latencies, engine.ok, engine.errors, elapsed, cpu, window.own_cpu)
+        reps.append({**figures, "server_processes": window.processes})
     rss = args.procs.rss_kb()
     engine.close_all()
     result: dict[str, Any] = {
@@ -784,17 +807,7 @@ def scenario_throughput(args: argparse.Namespace) -> dict[str, Any]:
         "rss_kb": rss,
         "reps": reps,
     }
-    for key in (
-        "rps",
-        "p50_ms",
-        "p99_ms",
-        "cpu_us_per_req",
-        "server_cpu_util",
-        "errors",
-        "loadgen_cpu_us_per_req",
-        "server_processes",
-    ):
-        result[key] = median_of(reps, key)
+    result.update(medians(reps, (*WINDOW_KEYS, "server_processes")))
     return result
 
 

@@ -42,6 +42,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from .loadgen import WINDOW_KEYS, medians
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"
 RESULTS = BENCH / "results"
@@ -409,25 +411,6 @@ def idle_session_kb(results: dict[str, Any], name: str) -> float | None:
     return pts[-1].get("kb_per_session") if pts else None
 
 
-def summarize(reps: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key in keys:
-        values = [w[key] for w in reps if w.get(key) is not None]
-        out[key] = statistics.median(values) if values else None
-    return out
-
-
-WINDOW_KEYS = (
-    "rps",
-    "p50_ms",
-    "p99_ms",
-    "cpu_us_per_req",
-    "server_cpu_util",
-    "errors",
-    "loadgen_cpu_us_per_req",
-)
-
-
 def rotate(
     p: Profile,
     cells: list[tuple[str, ...]],
@@ -461,7 +444,7 @@ def rotate(
             out[cell] = {
                 "available": True,
                 "reps": windows[cell],
-                **summarize(windows[cell], WINDOW_KEYS),
+                **medians(windows[cell], WINDOW_KEYS),
                 **extra.get(cell, {}),
             }
     return out
