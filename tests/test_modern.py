@@ -7,7 +7,16 @@ from typing import Any
 
 import trio
 import trio.testing
-from helpers import Controller, H2Client, SseParser, call_tool, messages_of, response_messages, serving
+from helpers import (
+    Controller,
+    H2Client,
+    SseParser,
+    call_tool,
+    messages_of,
+    raw_request,
+    response_messages,
+    serving,
+)
 
 from trio_mcp_http import Context, McpServer
 
@@ -143,12 +152,7 @@ async def test_disconnect_cancels_the_handler_and_leaves_nothing_behind(
     async with serving(mcp_server) as (handle, _client):
         baseline = handle.statistics()
         body = modern_request(9, "tools/call", {"name": "hold", "arguments": {"key": "m1"}})
-        payload = json.dumps(body).encode()
-        head = "".join(f"{k}: {v}\r\n" for k, v in modern_headers(body).items())
-        raw = (
-            f"POST /mcp HTTP/1.1\r\nhost: 127.0.0.1:{handle.port}\r\n{head}"
-            f"content-length: {len(payload)}\r\n\r\n"
-        ).encode() + payload
+        raw = raw_request("POST", handle.port, json.dumps(body).encode(), modern_headers(body))
         with trio.fail_after(10):
             # A raw socket: the response has no headers yet (it starts with the result).
             async with await trio.open_tcp_stream("127.0.0.1", handle.port) as sock:
@@ -185,12 +189,7 @@ async def test_serve_notices_departures_without_a_watcher_task(
         baseline = handle.statistics()
         with trio.fail_after(10):
             body = modern_request(1, "tools/call", {"name": "hold", "arguments": {"key": "h1"}})
-            payload = json.dumps(body).encode()
-            head = "".join(f"{k}: {v}\r\n" for k, v in modern_headers(body).items())
-            raw = (
-                f"POST /mcp HTTP/1.1\r\nhost: 127.0.0.1:{handle.port}\r\n{head}"
-                f"content-length: {len(payload)}\r\n\r\n"
-            ).encode() + payload
+            raw = raw_request("POST", handle.port, json.dumps(body).encode(), modern_headers(body))
             async with await trio.open_tcp_stream("127.0.0.1", handle.port) as sock:
                 await sock.send_all(raw)
                 await ctl.started["h1"].wait()
