@@ -383,7 +383,7 @@ class Fleet:
         assert era._nursery is not None
         # Running before it is listed: a concurrent request for the same session, which
         # skips the restore once the id is listed, must find it able to start handlers.
-        await era._nursery.start(session.run)
+        await session.launch(era._nursery)
         if session_id in era._sessions:
             session.terminate()  # a concurrent request restored it first: that copy serves
             return

@@ -192,7 +192,7 @@ class Session:
     async def launch(self, nursery: trio.Nursery) -> None:
         """Run the session in ``nursery`` and return once it can take requests.
 
-        What ``await nursery.start(session.run)`` does, for ~1 KB less per session
+        What ``await nursery.start(session.run)`` does, for ~2 KB less per session
         for as long as it lives (trio's ``start`` leaves a second cancel status
         behind on the started task).  Raises the gate's 503 refusal if the session
         ended before it could start (the server is shutting down).
@@ -208,8 +208,9 @@ class Session:
         if started is not None:
             started.set()
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Own the session's tasks until it is terminated or expires."""
+    async def run(self) -> None:
+        """Own the session's tasks until it is terminated or expires (started by
+        :meth:`launch`)."""
         # One cancel scope, the nursery's, is the session's scope *and* its idle clock
         # (every entered scope costs ~0.6 KB per idle session).  The idle deadline is
         # finite only while nothing is busy, i.e. when the nursery has no children, so
@@ -220,7 +221,6 @@ class Session:
                     nursery.cancel_scope.cancel()  # terminated before it ran
                 self._scope = nursery.cancel_scope
                 self._nursery = nursery
-                task_status.started()
                 self._now_started()
                 self.touch()
                 # trio.sleep_forever(), one coroutine frame lighter (per idle session).
